@@ -1,0 +1,52 @@
+# dockfleet: the two commands a fresh machine needs are `make run` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SYSTEM_PACKAGES := docker.io openssh-server busybox-static iproute2 util-linux openssl
+
+.PHONY: install run test lint typecheck pytest system-deps bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+run: install
+	$(BIN)/dockfleet serve --host $${DOCKFLEET_HOST:-0.0.0.0} --port $${DOCKFLEET_PORT:-9595}
+
+# Installs what the integration tests need (real dockerd, sshd, busybox) when run as root.
+system-deps:
+	@if [ "$$(id -u)" = "0" ]; then \
+	  missing=""; \
+	  command -v dockerd >/dev/null || missing="$$missing docker.io"; \
+	  test -x /usr/sbin/sshd || missing="$$missing openssh-server"; \
+	  test -x /bin/busybox || missing="$$missing busybox-static"; \
+	  command -v ip >/dev/null || missing="$$missing iproute2"; \
+	  command -v openssl >/dev/null || missing="$$missing openssl"; \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  fi; \
+	else echo "not root: integration tests need root and will be skipped (or fail with CI=true)"; fi
+
+lint: install
+	$(BIN)/ruff check app tests bench
+	$(BIN)/ruff format --check app tests bench
+
+typecheck: install
+	$(BIN)/mypy
+
+pytest: install
+	$(BIN)/pytest
+
+test: install system-deps lint typecheck pytest
+
+bench: install
+	$(BIN)/python -m bench.placement_bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
