@@ -1,0 +1,100 @@
+"""FastAPI dependencies: the app's state, a session per request, settings, the API token."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import Depends, Query, Request
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.config import Settings
+from app.db import Database
+from app.engine.pool import DockerPool
+from app.errors import Unauthorized
+
+if TYPE_CHECKING:
+    from app.hosts.monitor import HealthMonitor
+
+
+@dataclass
+class AppState:
+    """Everything a request or a loop needs, built once in create_app."""
+
+    settings: Settings
+    db: Database
+    pool: DockerPool
+    instance_id: str = ""
+    monitor: HealthMonitor | None = None
+    services: dict[str, Any] = field(default_factory=dict)
+
+
+def get_state(request: Request) -> AppState:
+    """The AppState of the app serving this request."""
+    state: AppState = request.app.state.dockfleet
+    return state
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+
+
+def get_settings(state: StateDep) -> Settings:
+    """The app's settings."""
+    return state.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
+    """One session per request; the route commits."""
+    async with state.db.sessions() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+def require_token(request: Request, settings: SettingsDep) -> None:
+    """When DOCKFLEET_API_TOKEN is set, demand `Authorization: Bearer <token>`."""
+    if settings.api_token is None:
+        return
+    expected = settings.api_token.get_secret_value()
+    header = request.headers.get("authorization", "")
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip(), expected):
+        raise Unauthorized("missing or wrong bearer token")
+
+
+@dataclass
+class PageParams:
+    """?limit= and ?offset= of a list."""
+
+    limit: int
+    offset: int
+
+
+def page_params(
+    limit: Annotated[int, Query(ge=1, le=1000, description="Items per page.")] = 100,
+    offset: Annotated[int, Query(ge=0, description="Items to skip.")] = 0,
+) -> PageParams:
+    """Parse pagination parameters."""
+    return PageParams(limit, offset)
+
+
+PageDep = Annotated[PageParams, Depends(page_params)]
+
+
+def page_links(request: Request, page: PageParams, count: int) -> tuple[str | None, str | None]:
+    """The next and previous URLs of a page."""
+    url = request.url
+    nxt = prev = None
+    if page.offset + page.limit < count:
+        nxt = str(url.include_query_params(limit=page.limit, offset=page.offset + page.limit))
+    if page.offset > 0:
+        prev = str(
+            url.include_query_params(limit=page.limit, offset=max(0, page.offset - page.limit))
+        )
+    return nxt, prev

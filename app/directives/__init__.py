@@ -1,0 +1,1 @@
+"""Directives: named defaults (task list, env) that runs are launched from."""

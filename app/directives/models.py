@@ -1,0 +1,87 @@
+"""Directive: the table and its request/response schemas."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import JSON, Column
+from sqlmodel import Field as SQLField
+from sqlmodel import SQLModel
+
+from app import clock
+from app.db import UTCDateTime
+
+ENV_KEY = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class Directive(SQLModel, table=True):
+    """Named defaults a run is launched from; runs keep a snapshot of it."""
+
+    __tablename__ = "directives"
+
+    id: int | None = SQLField(default=None, primary_key=True)
+    name: str = SQLField(index=True, unique=True, max_length=200)
+    description: str = SQLField(default="", max_length=2000)
+    tasks: list[str] = SQLField(default_factory=list, sa_column=Column(JSON))
+    env: dict[str, str] = SQLField(default_factory=dict, sa_column=Column(JSON))
+    created_at: datetime = SQLField(default_factory=clock.now, sa_type=UTCDateTime)
+    updated_at: datetime = SQLField(default_factory=clock.now, sa_type=UTCDateTime)
+
+    def snapshot(self) -> dict[str, Any]:
+        """What a run keeps of its directive."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "description": self.description,
+            "tasks": list(self.tasks),
+            "env": dict(self.env),
+        }
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class DirectiveCreate(_Strict):
+    """Body of POST /api/directives/."""
+
+    name: str = Field(min_length=1, max_length=200, pattern=r"\S")
+    description: str = Field("", max_length=2000)
+    tasks: list[str] = Field(
+        default_factory=list, description="Default tasks; empty = every enabled task."
+    )
+    env: dict[str, str] = Field(
+        default_factory=dict, description="Passed to every container of its runs."
+    )
+
+
+class DirectiveUpdate(_Strict):
+    """Body of PATCH /api/directives/{id}/."""
+
+    name: str | None = Field(None, min_length=1, max_length=200, pattern=r"\S")
+    description: str | None = Field(None, max_length=2000)
+    tasks: list[str] | None = None
+    env: dict[str, str] | None = None
+
+
+class DirectiveRead(BaseModel):
+    """A directive as the API shows it."""
+
+    id: int
+    name: str
+    description: str
+    tasks: list[str]
+    env: dict[str, str]
+    created_at: datetime
+    updated_at: datetime
+
+
+class DirectivePage(BaseModel):
+    """A page of directives."""
+
+    count: int
+    next: str | None
+    previous: str | None
+    results: list[DirectiveRead]

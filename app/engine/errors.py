@@ -1,0 +1,60 @@
+"""Translate aiodocker, aiohttp, asyncssh and OS errors into the app's EngineError tree."""
+
+from __future__ import annotations
+
+import ssl
+
+import aiodocker
+import aiohttp
+import asyncssh
+
+from app.errors import DockerCallFailed, EngineError, HostUnreachable
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text if len(text) <= 500 else text[:497] + "..."
+
+
+def scrub(text: str, secrets: list[str]) -> str:
+    """Replace every secret (key and certificate paths) in a message with ***."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def translate(exc: BaseException, host_name: str, secrets: list[str] | None = None) -> EngineError:
+    """The app error for a library exception, with secrets scrubbed from its message."""
+    err = _translate(exc, host_name)
+    if secrets:
+        err.detail = scrub(str(err.detail), secrets)
+    return err
+
+
+def _translate(exc: BaseException, host_name: str) -> EngineError:
+    if isinstance(exc, EngineError):
+        return exc
+    if isinstance(exc, TimeoutError):
+        return HostUnreachable(f"{host_name}: timed out talking to Docker")
+    if isinstance(exc, asyncssh.PermissionDenied):
+        return HostUnreachable(f"{host_name}: SSH authentication failed ({_short(exc)})")
+    if isinstance(exc, asyncssh.HostKeyNotVerifiable):
+        return HostUnreachable(f"{host_name}: SSH host key not verifiable ({_short(exc)})")
+    if isinstance(exc, asyncssh.ChannelOpenError):
+        return HostUnreachable(f"{host_name}: SSH tunnel could not reach Docker ({_short(exc)})")
+    if isinstance(exc, asyncssh.Error | asyncssh.KeyImportError):
+        return HostUnreachable(f"{host_name}: SSH error ({_short(exc)})")
+    if isinstance(exc, ssl.SSLError):
+        return HostUnreachable(f"{host_name}: TLS error ({_short(exc)})")
+    if isinstance(exc, aiodocker.DockerError):
+        if exc.status == 900:  # aiodocker's code for a failed connection
+            return HostUnreachable(f"{host_name}: cannot connect to Docker ({exc.message})")
+        return DockerCallFailed(f"{host_name}: Docker said [{exc.status}] {exc.message}")
+    if isinstance(exc, aiohttp.ClientError | ConnectionError):
+        return HostUnreachable(f"{host_name}: cannot connect to Docker ({_short(exc)})")
+    if isinstance(exc, FileNotFoundError | PermissionError):
+        return HostUnreachable(f"{host_name}: {_short(exc)}")
+    if isinstance(exc, OSError):
+        return HostUnreachable(f"{host_name}: {_short(exc)}")
+    return DockerCallFailed(f"{host_name}: {type(exc).__name__}: {_short(exc)}")

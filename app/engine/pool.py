@@ -1,0 +1,176 @@
+"""DockerPool: one aiodocker client (and SSH tunnel) per host, re-opened when they drop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import aiodocker
+
+from app.config import Network, address_allowed
+from app.engine.endpoint import Endpoint
+from app.engine.errors import translate
+from app.engine.tunnels import Tunnel
+from app.errors import EngineError, HostUnreachable
+
+log = logging.getLogger("dockfleet.engine")
+
+
+@dataclass
+class DockerFacts:
+    """What a successful live check learned about a daemon."""
+
+    docker_version: str | None
+    api_version: str | None
+    ncpu: int | None
+    mem_total: int | None
+    runtimes: list[str]
+    latency_ms: float
+
+
+@dataclass
+class _Slot:
+    fingerprint: str
+    docker: aiodocker.Docker
+    tunnel: Tunnel | None
+
+    @property
+    def alive(self) -> bool:
+        return self.tunnel is None or self.tunnel.alive
+
+    async def close(self) -> None:
+        try:
+            await self.docker.close()
+        finally:
+            if self.tunnel is not None:
+                await self.tunnel.close()
+
+
+class DockerPool:
+    """Pooled Docker clients keyed by host; the seam between dockfleet and the daemons."""
+
+    def __init__(self, timeout: float, networks: list[Network | str]) -> None:
+        self.timeout = timeout
+        self.networks = networks
+        self._slots: dict[int, _Slot] = {}
+        self._locks: dict[int, asyncio.Lock] = {}
+
+    async def _check_address(self, host: str) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise HostUnreachable(f"cannot resolve {host}: {exc}") from exc
+        for info in infos:
+            address = str(info[4][0])
+            if not address_allowed(address, self.networks):
+                raise HostUnreachable(f"{host} ({address}) is outside DOCKFLEET_ALLOWED_NETWORKS")
+
+    async def _open(self, ep: Endpoint) -> _Slot:
+        fingerprint = ep.fingerprint()
+        if ep.type == "docker_socket":
+            return _Slot(fingerprint, aiodocker.Docker(url=ep.base_url), None)
+        host, port = ep.tcp_target()
+        if ep.ssh is not None:
+            await self._check_address(ep.ssh.host)
+            tunnel = await Tunnel.open(ep.ssh, host, port, self.timeout)
+            return _Slot(
+                fingerprint, aiodocker.Docker(url=f"http://127.0.0.1:{tunnel.port}"), tunnel
+            )
+        await self._check_address(host)
+        if ep.tls is not None:
+            ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ep.tls.ca_cert)
+            ctx.load_cert_chain(ep.tls.client_cert, ep.tls.client_key)
+            return _Slot(
+                fingerprint, aiodocker.Docker(url=f"https://{host}:{port}", ssl_context=ctx), None
+            )
+        return _Slot(fingerprint, aiodocker.Docker(url=f"http://{host}:{port}"), None)
+
+    async def _slot(self, ep: Endpoint) -> _Slot:
+        lock = self._locks.setdefault(ep.host_id, asyncio.Lock())
+        async with lock:
+            slot = self._slots.get(ep.host_id)
+            if slot is not None and (slot.fingerprint != ep.fingerprint() or not slot.alive):
+                await self._drop(ep.host_id)
+                slot = None
+            if slot is None:
+                try:
+                    async with asyncio.timeout(self.timeout):
+                        slot = await self._open(ep)
+                except EngineError:
+                    raise
+                except Exception as exc:
+                    raise translate(exc, ep.name, ep.secrets()) from exc
+                self._slots[ep.host_id] = slot
+            return slot
+
+    async def _drop(self, host_id: int) -> None:
+        slot = self._slots.pop(host_id, None)
+        if slot is not None:
+            try:
+                await slot.close()
+            except Exception:  # closing a broken client must not hide the real error
+                log.debug("error closing client of host %s", host_id, exc_info=True)
+
+    @asynccontextmanager
+    async def docker(self, ep: Endpoint) -> AsyncIterator[aiodocker.Docker]:
+        """A client for the host; errors are translated and a broken client is dropped."""
+        slot = await self._slot(ep)
+        try:
+            yield slot.docker
+        except EngineError:
+            raise
+        except Exception as exc:
+            err = translate(exc, ep.name, ep.secrets())
+            if isinstance(err, HostUnreachable):
+                await self._drop(ep.host_id)
+            raise err from exc
+
+    async def ping(self, ep: Endpoint) -> DockerFacts:
+        """Live check: version and info within the timeout; one retry on a fresh connection."""
+        try:
+            return await self._ping_once(ep)
+        except HostUnreachable:
+            if ep.host_id not in self._slots and ep.type == "docker_socket":
+                raise
+            await self._drop(ep.host_id)
+            return await self._ping_once(ep)
+
+    async def _ping_once(self, ep: Endpoint) -> DockerFacts:
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.timeout):
+                async with self.docker(ep) as docker:
+                    version: Mapping[str, Any] = await docker.version()
+                    info: Mapping[str, Any] = await docker.system.info()
+        except TimeoutError as exc:
+            await self._drop(ep.host_id)
+            raise HostUnreachable(
+                f"{ep.name}: no answer from Docker within {self.timeout:g}s"
+            ) from exc
+        return DockerFacts(
+            docker_version=version.get("Version"),
+            api_version=version.get("ApiVersion"),
+            ncpu=info.get("NCPU"),
+            mem_total=info.get("MemTotal"),
+            runtimes=sorted((info.get("Runtimes") or {}).keys()),
+            latency_ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+
+    async def forget(self, host_id: int) -> None:
+        """Close a host's client and tunnel (its config changed or it was deleted)."""
+        lock = self._locks.setdefault(host_id, asyncio.Lock())
+        async with lock:
+            await self._drop(host_id)
+
+    async def close(self) -> None:
+        """Close every client and tunnel (shutdown)."""
+        for host_id in list(self._slots):
+            await self._drop(host_id)

@@ -1,0 +1,122 @@
+"""The application's error tree and the one handler that turns it into JSON.
+
+AppError (500, "internal")
+├── NotFound (404)
+├── Conflict (409)
+│   ├── HostBusy            host still has active runs
+│   ├── TargetIneligible    target_host_id cannot take the run
+│   └── IllegalTransition   a state move the table forbids
+├── InvalidField (422)      one field named, same shape as FastAPI's validation errors
+├── Unauthorized (401)
+├── NoAvailableHosts (503)
+└── EngineError (502)       raised by app.engine at the Docker/SSH boundary
+    ├── HostUnreachable     cannot connect, refused, timed out, tunnel failed
+    ├── ImageUnavailable    missing and the pull failed
+    ├── ContainerStartFailed
+    └── DockerCallFailed    any other Docker API error
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+log = logging.getLogger("dockfleet")
+
+
+class AppError(Exception):
+    """Base of every error dockfleet raises on purpose."""
+
+    status = 500
+    code = "internal"
+
+    def __init__(self, detail: Any = None, **extra: Any) -> None:
+        self.detail = detail if detail is not None else self.code
+        self.extra = extra
+        super().__init__(str(self.detail))
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body of the response."""
+        return {"detail": self.detail, "code": self.code, **self.extra}
+
+
+class NotFound(AppError):
+    status, code = 404, "not_found"
+
+
+class Conflict(AppError):
+    status, code = 409, "conflict"
+
+
+class HostBusy(Conflict):
+    code = "host_busy"
+
+
+class TargetIneligible(Conflict):
+    code = "target_ineligible"
+
+
+class IllegalTransition(Conflict):
+    code = "illegal_transition"
+
+
+class Unauthorized(AppError):
+    status, code = 401, "unauthorized"
+
+
+class NoAvailableHosts(AppError):
+    status, code = 503, "no_available_hosts"
+
+
+class InvalidField(AppError):
+    """A 422 naming one field, shaped like FastAPI's own validation errors."""
+
+    status, code = 422, "invalid"
+
+    def __init__(self, field: str | list[str | int], message: str) -> None:
+        loc = ["body", *([field] if isinstance(field, str) else field)]
+        super().__init__([{"loc": loc, "msg": message, "type": "value_error"}])
+
+
+class EngineError(AppError):
+    status, code = 502, "docker_error"
+
+
+class HostUnreachable(EngineError):
+    code = "host_unreachable"
+
+
+class ImageUnavailable(EngineError):
+    code = "image_unavailable"
+
+
+class ContainerStartFailed(EngineError):
+    code = "container_start_failed"
+
+
+class DockerCallFailed(EngineError):
+    code = "docker_call_failed"
+
+
+def not_found(kind: str, key: object) -> NotFound:
+    """A 404 in the one shape used everywhere."""
+    return NotFound(f"{kind} {key} not found")
+
+
+async def _app_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)
+    return JSONResponse(exc.body(), status_code=exc.status)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return JSONResponse({"detail": "internal server error", "code": "internal"}, status_code=500)
+
+
+def install(app: FastAPI) -> None:
+    """Map the whole tree (and anything unexpected) to JSON responses."""
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(Exception, _unexpected)

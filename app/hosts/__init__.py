@@ -1,0 +1,1 @@
+"""Worker hosts: the registry, their health and their eligibility."""

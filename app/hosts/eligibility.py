@@ -1,0 +1,46 @@
+"""Pure rules about a host: is it stale, and why can it not take a run right now."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from app.hosts.models import WorkerHost
+
+
+@dataclass
+class HostLoad:
+    """A host's active runs and the GPU ids they hold."""
+
+    active: int = 0
+    gpus_in_use: list[str] = field(default_factory=list)
+
+
+def is_stale(last_seen_at: datetime | None, now: datetime, stale_after: float) -> bool:
+    """Never seen, or not seen for longer than `stale_after` seconds."""
+    return last_seen_at is None or (now - last_seen_at).total_seconds() > stale_after
+
+
+def ineligible_reasons(
+    host: WorkerHost, now: datetime, stale_after: float, gpu_need: int = 0
+) -> list[str]:
+    """Why the host could never take a run needing `gpu_need` GPUs now ([] = eligible)."""
+    reasons = []
+    if not host.enabled:
+        reasons.append("disabled")
+    if host.draining:
+        reasons.append("draining")
+    if not host.healthy:
+        reasons.append(f"unhealthy: {host.last_error}" if host.last_error else "unhealthy")
+    if is_stale(host.last_seen_at, now, stale_after):
+        if host.last_seen_at is None:
+            reasons.append("stale: never seen")
+        else:
+            ago = int((now - host.last_seen_at).total_seconds())
+            reasons.append(f"stale: last seen {ago}s ago")
+    caps = host.caps()
+    if gpu_need and not caps.gpus:
+        reasons.append("no GPUs")
+    elif gpu_need and (caps.gpu_count or 0) < gpu_need:
+        reasons.append(f"has {caps.gpu_count} GPUs, run needs {gpu_need}")
+    return reasons

@@ -1,0 +1,223 @@
+"""HTTP routes for /api/worker-hosts/: registry, heartbeat, live check, drain."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response, status
+
+from app import clock
+from app.deps import PageDep, SessionDep, StateDep, page_links
+from app.errors import HostBusy
+from app.hosts import store
+from app.hosts.eligibility import is_stale
+from app.hosts.models import (
+    HostCreate,
+    HostHealth,
+    HostPage,
+    HostRead,
+    HostType,
+    HostUpdate,
+    SSHConfig,
+    TLSConfig,
+    WorkerHost,
+)
+from app.hosts.validation import validate_config
+from app.openapi import ERRORS, examples
+
+router = APIRouter(prefix="/worker-hosts", tags=["worker hosts"])
+
+
+async def _read(session: SessionDep, state: StateDep, host: WorkerHost) -> HostRead:
+    assert host.id is not None
+    load = (await store.loads(session, [host.id])).get(host.id)
+    return store.to_read(host, load, state.settings.stale_after_seconds)
+
+
+@router.post(
+    "/",
+    status_code=status.HTTP_201_CREATED,
+    response_model=HostRead,
+    summary="Register a worker host",
+    responses=ERRORS(409, 422),
+)
+async def create_host(
+    body: Annotated[HostCreate, examples("host_socket", "host_tcp_ssh", "host_tcp_tls")],
+    session: SessionDep,
+    state: StateDep,
+) -> HostRead:
+    """Register a Docker daemon reached by unix socket, TCP+TLS or an SSH tunnel.
+
+    An enabled host is live-checked at once in the background when checks are on.
+    """
+    validate_config(
+        body.type, body.base_url, body.ssh_config, body.tls_config, state.settings.networks()
+    )
+    host = WorkerHost(
+        name=body.name,
+        type=body.type.value,
+        base_url=body.base_url,
+        enabled=body.enabled,
+        capabilities=body.capabilities.model_dump(),
+        ssh_config=body.ssh_config.model_dump() if body.ssh_config else None,
+        tls_config=body.tls_config.model_dump() if body.tls_config else None,
+    )
+    await store.create(session, host)
+    await session.commit()
+    assert host.id is not None
+    if host.enabled and state.monitor is not None:
+        state.monitor.check_soon(host.id)
+    return await _read(session, state, host)
+
+
+@router.get("/", response_model=HostPage, summary="List worker hosts")
+async def list_hosts(
+    request: Request,
+    session: SessionDep,
+    state: StateDep,
+    page: PageDep,
+    enabled: Annotated[bool | None, Query(description="Only enabled (or disabled) hosts.")] = None,
+    healthy: Annotated[bool | None, Query(description="Only healthy (or unhealthy) hosts.")] = None,
+) -> HostPage:
+    """Every host with `is_stale`, `active_runs_count` and why it cannot take runs, if so."""
+    count, hosts = await store.list_hosts(
+        session, enabled=enabled, healthy=healthy, limit=page.limit, offset=page.offset
+    )
+    loads = await store.loads(session, [h.id for h in hosts if h.id is not None])
+    stale_after = state.settings.stale_after_seconds
+    results = [store.to_read(h, loads.get(h.id or 0), stale_after) for h in hosts]
+    nxt, prev = page_links(request, page, count)
+    return HostPage(count=count, next=nxt, previous=prev, results=results)
+
+
+@router.get(
+    "/{host_id}/", response_model=HostRead, summary="Get one worker host", responses=ERRORS(404)
+)
+async def get_host(host_id: int, session: SessionDep, state: StateDep) -> HostRead:
+    """One host; secrets are shown only as `has_ssh_config` / `has_tls_config`."""
+    return await _read(session, state, await store.get_or_raise(session, host_id))
+
+
+@router.patch(
+    "/{host_id}/",
+    response_model=HostRead,
+    summary="Change a worker host",
+    responses=ERRORS(404, 409, 422),
+)
+async def update_host(
+    host_id: int,
+    body: Annotated[HostUpdate, examples("host_patch")],
+    session: SessionDep,
+    state: StateDep,
+) -> HostRead:
+    """Change only the fields given; `ssh_config`/`tls_config` set to null remove them."""
+    host = await store.get_or_raise(session, host_id)
+    changes: dict[str, Any] = body.model_dump(exclude_unset=True, mode="json")
+    for key in ("name", "type", "base_url", "enabled", "capabilities"):
+        if key in changes and changes[key] is None:
+            del changes[key]  # null means "unchanged" for fields that cannot be empty
+    merged = {**host.model_dump(), **changes}
+    ssh = SSHConfig.model_validate(merged["ssh_config"]) if merged.get("ssh_config") else None
+    tls = TLSConfig.model_validate(merged["tls_config"]) if merged.get("tls_config") else None
+    validate_config(
+        HostType(merged["type"]), merged["base_url"], ssh, tls, state.settings.networks()
+    )
+    was_enabled = host.enabled
+    await store.update(session, host, changes)
+    await session.commit()
+    connection_changed = {"type", "base_url", "ssh_config", "tls_config"} & changes.keys()
+    if connection_changed:
+        await state.pool.forget(host_id)
+    if state.monitor is not None and host.enabled and (connection_changed or not was_enabled):
+        state.monitor.check_soon(host_id)
+    return await _read(session, state, host)
+
+
+@router.delete(
+    "/{host_id}/",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Remove a worker host",
+    responses=ERRORS(404, 409),
+)
+async def delete_host(host_id: int, session: SessionDep, state: StateDep) -> Response:
+    """Remove a host; 409 while it still has active runs (drain it first)."""
+    host = await store.get_or_raise(session, host_id)
+    active = (await store.loads(session, [host_id])).get(host_id)
+    if active and active.active:
+        raise HostBusy(f"worker host {host_id} has {active.active} active runs; drain it first")
+    await store.delete(session, host)
+    await session.commit()
+    await state.pool.forget(host_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get(
+    "/{host_id}/health/",
+    response_model=HostHealth,
+    response_model_exclude_unset=True,
+    summary="Heartbeat, or a live Docker check with ?check=true",
+    responses=ERRORS(404),
+)
+async def host_health(
+    host_id: int,
+    session: SessionDep,
+    state: StateDep,
+    check: Annotated[
+        bool, Query(description="Ping Docker now through the host's connector.")
+    ] = False,
+) -> HostHealth:
+    """Without `check`: a heartbeat that sets `last_seen_at` to now (the runbook's keys).
+
+    With `check=true`: a live ping of the host's Docker (tunnel/TLS included); success makes it
+    healthy and seen now, failure unhealthy with `last_error`. Always 200 for a known host.
+    """
+    host = await store.get_or_raise(session, host_id)
+    result = None
+    if check:
+        assert state.monitor is not None
+        result = await state.monitor.check(host_id)
+        session.expire_all()
+        host = await store.get_or_raise(session, host_id)
+    else:
+        await store.update(session, host, {"last_seen_at": clock.now()})
+        await session.commit()
+    load = (await store.loads(session, [host_id])).get(host_id)
+    health = HostHealth(
+        host_id=host_id,
+        name=host.name,
+        healthy=host.healthy,
+        last_seen_at=host.last_seen_at,
+        is_stale=is_stale(host.last_seen_at, clock.now(), state.settings.stale_after_seconds),
+        active_runs_count=load.active if load else 0,
+    )
+    if result is not None:
+        health.check = result
+    return health
+
+
+async def _set_draining(
+    host_id: int, draining: bool, session: SessionDep, state: StateDep
+) -> HostRead:
+    host = await store.get_or_raise(session, host_id)
+    await store.update(session, host, {"draining": draining})
+    await session.commit()
+    scheduler = state.services.get("scheduler")
+    if scheduler is not None and not draining:
+        scheduler.wake()
+    return await _read(session, state, host)
+
+
+@router.post(
+    "/{host_id}/drain/", response_model=HostRead, summary="Drain a host", responses=ERRORS(404)
+)
+async def drain_host(host_id: int, session: SessionDep, state: StateDep) -> HostRead:
+    """A draining host takes no new runs; its running runs finish."""
+    return await _set_draining(host_id, True, session, state)
+
+
+@router.post(
+    "/{host_id}/undrain/", response_model=HostRead, summary="Undrain a host", responses=ERRORS(404)
+)
+async def undrain_host(host_id: int, session: SessionDep, state: StateDep) -> HostRead:
+    """The host takes new runs again."""
+    return await _set_draining(host_id, False, session, state)

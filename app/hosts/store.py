@@ -1,0 +1,127 @@
+"""Queries and writes for worker hosts; callers own the transaction (we only flush)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import column, func, table
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app import clock
+from app.errors import Conflict, not_found
+from app.hosts.eligibility import HostLoad, ineligible_reasons, is_stale
+from app.hosts.models import HostRead, WorkerHost
+
+# The runs table, read by name so that imports keep flowing one way (runs imports hosts).
+RUNS = table("runs", column("worker_host_id"), column("status"), column("gpu_device_ids"))
+ACTIVE_STATUSES = ("starting", "running")
+
+
+async def get(session: AsyncSession, host_id: int) -> WorkerHost | None:
+    """One host by id."""
+    return await session.get(WorkerHost, host_id)
+
+
+async def get_or_raise(session: AsyncSession, host_id: int) -> WorkerHost:
+    """One host by id, or 404."""
+    host = await get(session, host_id)
+    if host is None:
+        raise not_found("worker host", host_id)
+    return host
+
+
+async def get_by_name(session: AsyncSession, name: str) -> WorkerHost | None:
+    """One host by its unique name."""
+    result = await session.exec(select(WorkerHost).where(col(WorkerHost.name) == name))
+    return result.first()
+
+
+async def list_hosts(
+    session: AsyncSession,
+    *,
+    enabled: bool | None = None,
+    healthy: bool | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[int, list[WorkerHost]]:
+    """A page of hosts ordered by id, and the total count."""
+    query = select(WorkerHost)
+    if enabled is not None:
+        query = query.where(col(WorkerHost.enabled) == enabled)
+    if healthy is not None:
+        query = query.where(col(WorkerHost.healthy) == healthy)
+    total = (await session.exec(select(func.count()).select_from(query.subquery()))).one()
+    page = await session.exec(query.order_by(col(WorkerHost.id)).limit(limit).offset(offset))
+    return total, list(page.all())
+
+
+async def create(session: AsyncSession, host: WorkerHost) -> WorkerHost:
+    """Insert a host; 409 when the name is taken."""
+    if await get_by_name(session, host.name) is not None:
+        raise Conflict(f"a worker host named {host.name!r} already exists")
+    session.add(host)
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        raise Conflict(f"a worker host named {host.name!r} already exists") from exc
+    return host
+
+
+async def update(session: AsyncSession, host: WorkerHost, changes: dict[str, Any]) -> WorkerHost:
+    """Apply changes to a host; 409 when a new name is taken."""
+    new_name = changes.get("name")
+    if new_name and new_name != host.name:
+        other = await get_by_name(session, new_name)
+        if other is not None:
+            raise Conflict(f"a worker host named {new_name!r} already exists")
+    for key, value in changes.items():
+        setattr(host, key, value)
+    host.updated_at = clock.now()
+    session.add(host)
+    await session.flush()
+    return host
+
+
+async def loads(session: AsyncSession, host_ids: list[int] | None = None) -> dict[int, HostLoad]:
+    """Active runs and held GPU ids per host (derived from the runs, never stored)."""
+    query = select(RUNS.c.worker_host_id, RUNS.c.gpu_device_ids).where(
+        RUNS.c.status.in_(ACTIVE_STATUSES), RUNS.c.worker_host_id.is_not(None)
+    )
+    if host_ids is not None:
+        query = query.where(RUNS.c.worker_host_id.in_(host_ids))
+    out: dict[int, HostLoad] = {}
+    for host_id, gpu_ids in (await session.exec(query)).all():
+        load = out.setdefault(host_id, HostLoad())
+        load.active += 1
+        load.gpus_in_use.extend(gpu_ids or [])
+    return out
+
+
+def to_read(host: WorkerHost, load: HostLoad | None, stale_after: float) -> HostRead:
+    """The API view of a host: no secrets, derived fields computed now."""
+    load = load or HostLoad()
+    now = clock.now()
+    reasons = ineligible_reasons(host, now, stale_after)
+    caps = host.caps()
+    if load.active >= caps.max_concurrency:
+        reasons.append(f"full: {load.active}/{caps.max_concurrency} runs")
+    data = host.model_dump(exclude={"ssh_config", "tls_config", "capabilities", "placement_seq"})
+    return HostRead(
+        **data,
+        capabilities=caps,
+        has_ssh_config=host.ssh_config is not None,
+        has_tls_config=host.tls_config is not None,
+        is_stale=is_stale(host.last_seen_at, now, stale_after),
+        active_runs_count=load.active,
+        gpus_in_use=sorted(load.gpus_in_use),
+        schedulable=not reasons,
+        unschedulable_reasons=reasons,
+    )
+
+
+async def delete(session: AsyncSession, host: WorkerHost) -> None:
+    """Delete a host (the caller checked it has no active runs)."""
+    await session.delete(host)
+    await session.flush()

@@ -1,0 +1,42 @@
+"""Checks on a host's whole configuration that no single field can make alone."""
+
+from __future__ import annotations
+
+import ipaddress
+from urllib.parse import urlsplit
+
+from app.config import Network, address_allowed
+from app.errors import InvalidField
+from app.hosts.models import HostType, SSHConfig, TLSConfig, check_base_url
+
+
+def _literal_ip(host: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return None
+
+
+def validate_config(
+    type_: HostType,
+    base_url: str,
+    ssh: SSHConfig | None,
+    tls: TLSConfig | None,
+    networks: list[Network | str],
+) -> None:
+    """422 naming the field when type, base_url, ssh_config and tls_config do not fit."""
+    problem = check_base_url(type_, base_url)
+    if problem:
+        raise InvalidField("base_url", problem)
+    if type_ == HostType.docker_socket:
+        for name, value in (("ssh_config", ssh), ("tls_config", tls)):
+            if value is not None:
+                raise InvalidField(name, f"{name} applies only to docker_tcp hosts")
+        return
+    if ssh is not None and tls is not None:
+        raise InvalidField("tls_config", "use either ssh_config or tls_config, not both")
+    # The address dockfleet itself connects to must be in the allow-list.
+    field, target = ("ssh_config", ssh.host) if ssh else ("base_url", urlsplit(base_url).hostname)
+    ip = _literal_ip(target or "")
+    if ip is not None and not address_allowed(ip, networks):
+        raise InvalidField(field, f"{ip} is outside DOCKFLEET_ALLOWED_NETWORKS")

@@ -1,0 +1,109 @@
+"""OpenAPI furniture: the error body, error responses per route, and request examples."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Body
+from pydantic import BaseModel
+
+
+class ErrorBody(BaseModel):
+    """Every error: `detail` says what is wrong; `code` is stable for scripts."""
+
+    detail: Any
+    code: str | None = None
+
+
+_DESCRIPTIONS = {
+    401: "Missing or wrong bearer token",
+    404: "Not found",
+    409: "Conflict with the current state",
+    422: "Invalid input; `detail` names the field",
+    503: "No host can take the run; `hosts` says why per host",
+}
+
+
+def ERRORS(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` of a route that can fail with these status codes."""
+    return {c: {"model": ErrorBody, "description": _DESCRIPTIONS[c]} for c in codes}
+
+
+# Request bodies from the runbook (addresses there are documentation, never targets).
+EXAMPLES: dict[str, dict[str, Any]] = {
+    "host_socket": {
+        "summary": "Local Docker socket (Unraid)",
+        "value": {
+            "name": "Unraid",
+            "type": "docker_socket",
+            "base_url": "unix:///var/run/docker.sock",
+            "enabled": True,
+            "capabilities": {"gpus": True, "gpu_count": 2, "max_concurrency": 5},
+        },
+    },
+    "host_tcp_ssh": {
+        "summary": "Remote Docker TCP through an SSH tunnel (VM)",
+        "value": {
+            "name": "VM-192.168.1.15",  # runbook example: documentation, never contacted
+            "type": "docker_tcp",
+            "base_url": "tcp://192.168.1.15:2376",  # example only
+            "enabled": True,
+            "capabilities": {"gpus": False, "max_concurrency": 3},
+            "ssh_config": {
+                "host": "192.168.1.15",  # example only
+                "port": 22,
+                "user": "vmadmin",
+                "key_path": "/secrets/vm_ssh_key",
+            },
+        },
+    },
+    "host_tcp_tls": {
+        "summary": "Remote Docker TCP with mutual TLS",
+        "value": {
+            "name": "nas",
+            "type": "docker_tcp",
+            "base_url": "tcp://nas.lan:2376",
+            "capabilities": {"max_concurrency": 2},
+            "tls_config": {
+                "ca_cert": "/secrets/nas/ca.pem",
+                "client_cert": "/secrets/nas/cert.pem",
+                "client_key": "/secrets/nas/key.pem",
+            },
+        },
+    },
+    "host_patch": {"summary": "Disable a host", "value": {"enabled": False}},
+    "directive": {
+        "summary": "Default directive",
+        "value": {"name": "default", "description": "Default orchestrator directive"},
+    },
+    "directive_patch": {"summary": "Change the default tasks", "value": {"tasks": ["log_triage"]}},
+    "task": {
+        "summary": "A task definition",
+        "value": {
+            "name": "disk_report",
+            "description": "Disk usage of the host's root filesystem",
+            "image": "busybox:1.36",
+            "command": ["df", "-h", "/"],
+            "timeout_seconds": 60,
+        },
+    },
+    "task_patch": {"summary": "Disable a task", "value": {"enabled": False}},
+    "launch_default": {
+        "summary": "Launch with default task selection",
+        "value": {"directive_id": 1},
+    },
+    "launch_tasks": {
+        "summary": "Launch specific tasks",
+        "value": {"directive_id": 1, "tasks": ["log_triage", "gpu_report"]},
+    },
+    "launch_target": {
+        "summary": "Launch on a specific host",
+        "value": {"directive_id": 1, "tasks": ["log_triage"], "target_host_id": 2},
+    },
+}
+
+
+def examples(*names: str) -> Any:
+    """A Body() carrying the named examples for the docs page."""
+    chosen: dict[str, Any] = {n: EXAMPLES[n] for n in names}
+    return Body(openapi_examples=chosen)

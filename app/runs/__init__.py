@@ -1,0 +1,1 @@
+"""Runs: ordered lists of tasks placed on one host, their states and their containers."""

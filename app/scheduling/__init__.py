@@ -1,0 +1,1 @@
+"""Placement (pure), the scheduler loop, the supervisor of containers, and the reconciler."""

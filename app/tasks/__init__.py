@@ -1,0 +1,1 @@
+"""Task definitions: what one container of a run is (image, command, limits, GPUs)."""
