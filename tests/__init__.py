@@ -1,0 +1,1 @@
+"""Test suite of dockfleet (also makes `tests.fleet` importable)."""

@@ -1,0 +1,82 @@
+"""Shared fixtures: settings on a fresh migrated SQLite file, the app, an ASGI client."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from app import clock
+from app.config import Settings
+from app.db import upgrade_sync
+from app.main import create_app, start, stop
+
+
+@pytest.fixture(scope="session")
+def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One SQLite file with every migration applied; tests copy it (fast, and real)."""
+    path = tmp_path_factory.mktemp("db") / "template.db"
+    upgrade_sync(f"sqlite+aiosqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def db_url(tmp_path: Path, migrated_template: Path) -> str:
+    """A fresh, migrated database for one test."""
+    path = tmp_path / "dockfleet.db"
+    shutil.copy(migrated_template, path)
+    return f"sqlite+aiosqlite:///{path}"
+
+
+def make_settings(db_url: str, **overrides: Any) -> Settings:
+    """Test settings: no background checks unless asked, short timeouts."""
+    values: dict[str, Any] = {
+        "database_url": db_url,
+        "health_interval_seconds": 0,
+        "docker_timeout_seconds": 5,
+        "stop_timeout_seconds": 2,
+        "reconcile_interval_seconds": 0,
+        "scheduler_interval_seconds": 0.2,
+        "allowed_networks": "loopback,10.0.0.0/8",
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def settings(db_url: str) -> Settings:
+    """Settings for an app under test."""
+    return make_settings(db_url)
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    """The app with its services started (ASGITransport does not run the lifespan)."""
+    application = create_app(settings, migrate=False)
+    state = application.state.dockfleet
+    await start(state)
+    try:
+        yield application
+    finally:
+        await stop(state)
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client talking to the app in-process."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://dockfleet.test") as c:
+        yield c
+
+
+@pytest.fixture
+def fake_clock() -> Iterator[clock.FakeClock]:
+    """A clock the test moves by hand."""
+    fake = clock.FakeClock()
+    with clock.use(fake):
+        yield fake
