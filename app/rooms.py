@@ -9,12 +9,35 @@ from app.deps import AppState
 
 def routers() -> list[APIRouter]:
     """Routers of directives, tasks and runs."""
-    return []
+    from app.runs.routes import router as runs_router
+
+    out = [runs_router]
+    try:
+        from app.directives.routes import router as directives_router
+        from app.tasks.routes import router as tasks_router
+    except ImportError:  # pragma: no cover - while those rooms are being written
+        return out
+    return [directives_router, tasks_router, *out]
 
 
 async def start_services(state: AppState) -> None:
-    """Start the scheduler and reconciler."""
+    """Start the reconciler (adopts what survived a restart) and the scheduler."""
+    from app.scheduling.reconciler import Reconciler
+    from app.scheduling.scheduler import Scheduler
+
+    scheduler = Scheduler(state)
+    reconciler = Reconciler(state, scheduler)
+    state.services["scheduler"] = scheduler
+    state.services["reconciler"] = reconciler
+    if state.monitor is not None:
+        state.monitor.on_healthy.append(lambda _host_id: scheduler.wake())
+    reconciler.start()
+    scheduler.start()
 
 
 async def stop_services(state: AppState) -> None:
     """Stop what start_services started."""
+    for name in ("reconciler", "scheduler"):
+        service = state.services.pop(name, None)
+        if service is not None:
+            await service.stop()

@@ -6,6 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import JSON, Column, ForeignKey, Integer, Text, UniqueConstraint
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
@@ -78,6 +79,7 @@ class Run(SQLModel, table=True):
     gpu_need: int = 0
     gpu_device_ids: list[str] = SQLField(default_factory=list, sa_column=Column(JSON))
     placements: int = SQLField(default=0, description="How many times the run was placed.")
+    cancel_requested: bool = False
     error: str | None = SQLField(default=None, sa_column=Column(Text))
     created_at: datetime = SQLField(default_factory=clock.now, sa_type=UTCDateTime, index=True)
     placed_at: datetime | None = SQLField(default=None, sa_type=UTCDateTime)
@@ -110,3 +112,98 @@ class RunTask(SQLModel, table=True):
     error: str | None = SQLField(default=None, sa_column=Column(Text))
     logs: str = SQLField(default="", sa_column=Column(Text, nullable=False, server_default=""))
     logs_truncated: bool = False
+
+
+class LaunchRequest(BaseModel):
+    """Body of POST /api/runs/launch/."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    directive_id: int = Field(gt=0)
+    tasks: list[str] | None = Field(
+        None, description="Task names in order; default: the directive's, else every enabled task."
+    )
+    target_host_id: int | None = Field(None, gt=0, description="Run only on this host.")
+
+
+class RunTaskRead(BaseModel):
+    """One task of a run (logs are served by /runs/{id}/logs/)."""
+
+    id: int
+    position: int
+    task_name: str
+    image: str | None
+    status: TaskStatus
+    attempt: int
+    container_id: str | None
+    exit_code: int | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: str | None
+
+
+class RunRead(BaseModel):
+    """A run with its tasks, host, timings and errors."""
+
+    id: int
+    directive_id: int | None
+    directive_name: str | None
+    status: RunStatus
+    worker_host_id: int | None
+    worker_host_name: str | None
+    target_host_id: int | None
+    gpu_need: int
+    gpu_device_ids: list[str]
+    placements: int
+    cancel_requested: bool
+    error: str | None
+    created_at: datetime
+    placed_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    tasks: list[RunTaskRead]
+
+
+class RunPage(BaseModel):
+    """A page of runs, newest first."""
+
+    count: int
+    next: str | None
+    previous: str | None
+    results: list[RunRead]
+
+
+class TaskLogs(BaseModel):
+    """The stored tail of one task's output."""
+
+    position: int
+    task_name: str
+    status: TaskStatus
+    attempt: int
+    exit_code: int | None
+    truncated: bool
+    logs: str
+
+
+class RunLogs(BaseModel):
+    """Stored logs of every task of a run."""
+
+    run_id: int
+    status: RunStatus
+    tasks: list[TaskLogs]
+
+
+class HostRejection(BaseModel):
+    """Why one host cannot take a run."""
+
+    host_id: int
+    name: str
+    reasons: list[str]
+
+
+class NoHostsBody(BaseModel):
+    """503 body of a launch no host could ever take."""
+
+    detail: str
+    code: str
+    hosts: list[HostRejection]

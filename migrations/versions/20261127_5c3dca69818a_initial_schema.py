@@ -101,6 +101,7 @@ def upgrade() -> None:
     sa.Column('gpu_need', sa.Integer(), nullable=False),
     sa.Column('gpu_device_ids', sa.JSON(), nullable=True),
     sa.Column('placements', sa.Integer(), nullable=False),
+    sa.Column('cancel_requested', sa.Boolean(), nullable=False),
     sa.Column('error', sa.Text(), nullable=True),
     sa.Column('created_at', app.db.UTCDateTime(), nullable=False),
     sa.Column('placed_at', app.db.UTCDateTime(), nullable=True),

@@ -1,0 +1,69 @@
+"""Live log streaming: each task's output in order, live while it runs, stored once it ended."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from app.deps import AppState
+from app.engine import containers
+from app.engine.endpoint import Endpoint
+from app.errors import EngineError
+from app.hosts.models import WorkerHost
+from app.runs import store
+from app.runs.models import FINAL, RunStatus, RunTask
+
+POLL = 0.3
+DONE = ("succeeded", "failed", "skipped", "cancelled")
+
+
+def _header(task: RunTask) -> str:
+    return f"=== {task.task_name} (task {task.position + 1}, attempt {task.attempt}) ===\n"
+
+
+async def _live(state: AppState, host_id: int, task: RunTask) -> AsyncIterator[str]:
+    async with state.db.sessions() as session:
+        host = await session.get(WorkerHost, host_id)
+    if host is None or not task.container_id:
+        return
+    try:
+        async with state.pool.docker(Endpoint.of(host)) as docker:
+            async for chunk in containers.follow_logs(docker, task.container_id):
+                yield chunk
+    except EngineError as exc:
+        yield f"[dockfleet: live logs interrupted: {exc.detail}]\n"
+
+
+async def follow(state: AppState, run_id: int) -> AsyncIterator[str]:
+    """Yield the run's output until it is final and everything was shown."""
+    shown: set[tuple[int, int]] = set()  # (position, attempt) already printed
+    while True:
+        async with state.db.sessions() as session:
+            run = await store.get_or_raise(session, run_id)
+            tasks = (await store.tasks_of(session, [run_id]))[run_id]
+        for task in tasks:
+            key = (task.position, task.attempt)
+            if task.status in DONE:
+                if key not in shown and task.status != "skipped" and task.attempt:
+                    shown.add(key)
+                    yield _header(task) + task.logs
+                continue
+            if (
+                task.status == "running"
+                and task.container_id
+                and run.worker_host_id
+                and key not in shown
+            ):
+                shown.add(key)
+                yield _header(task)
+                async for chunk in _live(state, run.worker_host_id, task):
+                    yield chunk
+            break
+        if RunStatus(run.status) in FINAL:
+            yield (
+                f"=== run {run_id} {run.status}"
+                + (f": {run.error}" if run.error else "")
+                + " ===\n"
+            )
+            return
+        await asyncio.sleep(POLL)

@@ -1,0 +1,158 @@
+"""HTTP routes for /api/runs/: launch, list, show, cancel, logs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, status
+from fastapi.responses import StreamingResponse
+
+from app.deps import PageDep, SessionDep, StateDep, page_links
+from app.errors import InvalidField
+from app.openapi import ERRORS, examples
+from app.runs import logstream, service, store
+from app.runs.models import (
+    LaunchRequest,
+    NoHostsBody,
+    RunLogs,
+    RunPage,
+    RunRead,
+    RunStatus,
+    TaskLogs,
+    TaskStatus,
+)
+
+router = APIRouter(prefix="/runs", tags=["runs"])
+
+
+def _statuses(raw: str | None) -> list[RunStatus] | None:
+    if not raw:
+        return None
+    out = []
+    for part in (p.strip() for p in raw.split(",") if p.strip()):
+        try:
+            out.append(RunStatus(part))
+        except ValueError:
+            allowed = ", ".join(s.value for s in RunStatus)
+            raise InvalidField(
+                ["query", "status"], f"unknown status {part!r}; use {allowed}"
+            ) from None
+    return out
+
+
+@router.post(
+    "/launch/",
+    status_code=status.HTTP_201_CREATED,
+    response_model=RunRead,
+    summary="Launch a run",
+    responses={
+        **ERRORS(404, 409, 422),
+        503: {"model": NoHostsBody, "description": "No host can take the run"},
+    },
+)
+async def launch_run(
+    body: Annotated[LaunchRequest, examples("launch_default", "launch_tasks", "launch_target")],
+    session: SessionDep,
+    state: StateDep,
+) -> RunRead:
+    """Create a run from a directive and place it on the least-loaded eligible host.
+
+    Tasks: the request's list, else the directive's, else every enabled task. The run is
+    `starting` when a host had a free slot (and GPUs), else `pending` until one frees.
+    503 when no host could ever take it; 409 when `target_host_id` cannot (never a fallback).
+    """
+    run = await service.launch(session, state.settings, body)
+    await session.commit()
+    scheduler = state.services.get("scheduler")
+    if scheduler is not None:
+        await scheduler.place()
+        await session.refresh(run)
+    return await store.read(session, run)
+
+
+@router.get("/", response_model=RunPage, summary="List runs, newest first", responses=ERRORS(422))
+async def list_runs(
+    request: Request,
+    session: SessionDep,
+    page: PageDep,
+    status_: Annotated[
+        str | None,
+        Query(alias="status", description="One status or a comma list, e.g. running,pending"),
+    ] = None,
+    worker_host_id: Annotated[int | None, Query(description="Only runs on this host.")] = None,
+    directive_id: Annotated[int | None, Query(description="Only runs of this directive.")] = None,
+) -> RunPage:
+    """Runs with their tasks; filter by status, host and directive."""
+    count, runs = await store.list_runs(
+        session,
+        statuses=_statuses(status_),
+        worker_host_id=worker_host_id,
+        directive_id=directive_id,
+        limit=page.limit,
+        offset=page.offset,
+    )
+    tasks = await store.tasks_of(session, [r.id for r in runs if r.id is not None])
+    nxt, prev = page_links(request, page, count)
+    results = [store.to_read(r, tasks[r.id or 0]) for r in runs]
+    return RunPage(count=count, next=nxt, previous=prev, results=results)
+
+
+@router.get("/{run_id}/", response_model=RunRead, summary="Get one run", responses=ERRORS(404))
+async def get_run(run_id: int, session: SessionDep) -> RunRead:
+    """A run with its tasks, host, GPU ids, timings and errors."""
+    return await store.read(session, await store.get_or_raise(session, run_id))
+
+
+@router.post(
+    "/{run_id}/cancel/", response_model=RunRead, summary="Cancel a run", responses=ERRORS(404, 409)
+)
+async def cancel_run(run_id: int, session: SessionDep, state: StateDep) -> RunRead:
+    """Pending: cancelled at once. Running: its container gets SIGTERM, then SIGKILL after
+    `DOCKFLEET_STOP_TIMEOUT_SECONDS`; the slot and GPUs are freed. 409 if already finished."""
+    run = await service.cancel(session, state.settings, state.services.get("scheduler"), run_id)
+    return await store.read(session, run)
+
+
+@router.get(
+    "/{run_id}/logs/",
+    response_model=RunLogs,
+    summary="Logs of a run's tasks",
+    responses={
+        **ERRORS(404),
+        200: {
+            "content": {"text/plain": {}},
+            "description": "JSON, or a text stream with ?follow=true",
+        },
+    },
+)
+async def run_logs(
+    run_id: int,
+    session: SessionDep,
+    state: StateDep,
+    follow: Annotated[
+        bool, Query(description="Stream output (text/plain) until the run ends.")
+    ] = False,
+) -> RunLogs | StreamingResponse:
+    """Stored logs (a bounded tail per task); `?follow=true` streams live output as it runs."""
+    run = await store.get_or_raise(session, run_id)
+    if follow:
+        return StreamingResponse(
+            logstream.follow(state, run_id), media_type="text/plain; charset=utf-8"
+        )
+    tasks = (await store.tasks_of(session, [run_id]))[run_id]
+    return RunLogs(
+        run_id=run_id,
+        status=RunStatus(run.status),
+        tasks=[
+            TaskLogs(
+                position=t.position,
+                task_name=t.task_name,
+                status=TaskStatus(t.status),
+                attempt=t.attempt,
+                exit_code=t.exit_code,
+                truncated=t.logs_truncated,
+                logs=t.logs,
+            )
+            for t in tasks
+        ],
+    )

@@ -1,0 +1,160 @@
+"""Launch and cancel: the use-cases that coordinate directives, tasks, hosts and runs."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+from sqlalchemy import update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app import clock
+from app.config import Settings
+from app.directives.models import Directive
+from app.errors import Conflict, InvalidField, NoAvailableHosts, TargetIneligible, not_found
+from app.hosts.eligibility import ineligible_reasons
+from app.hosts.models import WorkerHost
+from app.runs import store
+from app.runs.models import ACTIVE, FINAL, LaunchRequest, Run, RunStatus, RunTask, TaskStatus
+from app.tasks.models import TaskDefinition
+
+
+class SchedulerPort(Protocol):
+    """What the runs room needs of the scheduler (which lives in a room that imports us)."""
+
+    def wake(self) -> None: ...
+    def request_cancel(self, run_id: int) -> bool: ...
+
+
+async def resolve_tasks(
+    session: AsyncSession, requested: list[str] | None, directive: Directive
+) -> list[TaskDefinition]:
+    """The request's tasks, else the directive's, else every enabled task; 422 on bad names."""
+    if requested is not None and not requested:
+        raise InvalidField("tasks", "give at least one task, or leave tasks out for the defaults")
+    names = requested if requested is not None else (directive.tasks or None)
+    if names is None:
+        query = (
+            select(TaskDefinition)
+            .where(col(TaskDefinition.enabled))
+            .order_by(col(TaskDefinition.id))
+        )
+        found = list((await session.exec(query)).all())
+        if not found:
+            raise InvalidField("tasks", "there are no enabled task definitions")
+        return found
+    names = list(dict.fromkeys(names))  # duplicates keep the first
+    query = select(TaskDefinition).where(col(TaskDefinition.name).in_(names))
+    by_name = {t.name: t for t in (await session.exec(query)).all()}
+    unknown = [n for n in names if n not in by_name]
+    disabled = [n for n in names if n in by_name and not by_name[n].enabled]
+    if unknown or disabled:
+        parts = []
+        if unknown:
+            parts.append("unknown tasks: " + ", ".join(unknown))
+        if disabled:
+            parts.append("disabled tasks: " + ", ".join(disabled))
+        field = "tasks" if requested is not None else "directive_id"
+        raise InvalidField(field, "; ".join(parts))
+    return [by_name[n] for n in names]
+
+
+async def check_hosts(
+    session: AsyncSession, settings: Settings, gpu_need: int, target: WorkerHost | None
+) -> None:
+    """503 when no host could ever take the run; 409 when the target cannot (never a fallback)."""
+    now, stale_after = clock.now(), settings.stale_after_seconds
+    if target is not None:
+        reasons = ineligible_reasons(target, now, stale_after, gpu_need)
+        if reasons:
+            raise TargetIneligible(
+                f"worker host {target.id} ({target.name}) cannot take this run: "
+                + "; ".join(reasons),
+                host_id=target.id,
+                reasons=reasons,
+            )
+        return
+    hosts = (await session.exec(select(WorkerHost).order_by(col(WorkerHost.id)))).all()
+    rejections = [
+        {"host_id": h.id, "name": h.name, "reasons": r}
+        for h in hosts
+        if (r := ineligible_reasons(h, now, stale_after, gpu_need))
+    ]
+    if len(rejections) == len(hosts):
+        raise NoAvailableHosts("No available hosts found", hosts=rejections, gpu_need=gpu_need)
+
+
+async def launch(session: AsyncSession, settings: Settings, body: LaunchRequest) -> Run:
+    """Validate everything, then create the run and its tasks as pending (caller commits)."""
+    directive = await session.get(Directive, body.directive_id)
+    if directive is None:
+        raise not_found("directive", body.directive_id)
+    target = None
+    if body.target_host_id is not None:
+        target = await session.get(WorkerHost, body.target_host_id)
+        if target is None:
+            raise not_found("worker host", body.target_host_id)
+    tasks = await resolve_tasks(session, body.tasks, directive)
+    gpu_need = max(t.gpus_needed() for t in tasks)
+    await check_hosts(session, settings, gpu_need, target)
+    run = Run(
+        directive_id=directive.id,
+        directive_snapshot=directive.snapshot(),
+        target_host_id=body.target_host_id,
+        gpu_need=gpu_need,
+    )
+    session.add(run)
+    await session.flush()
+    assert run.id is not None
+    for position, task in enumerate(tasks):
+        session.add(
+            RunTask(
+                run_id=run.id, position=position, task_name=task.name, task_snapshot=task.snapshot()
+            )
+        )
+    await session.flush()
+    return run
+
+
+async def cancel(
+    session: AsyncSession, settings: Settings, scheduler: SchedulerPort | None, run_id: int
+) -> Run:
+    """Pending: cancelled at once. Active: its container is stopped (grace, then kill)."""
+    run = await store.get_or_raise(session, run_id)
+    if RunStatus(run.status) in FINAL:
+        raise Conflict(f"run {run_id} is already {run.status}")
+    if run.status == RunStatus.pending:
+        if await store.transition(
+            session, run, RunStatus.cancelled, error="cancelled", finished_at=clock.now()
+        ):
+            await session.exec(
+                update(RunTask)
+                .where(col(RunTask.run_id) == run_id)
+                .values(status=TaskStatus.cancelled.value)
+            )
+            await session.commit()
+            return run
+    stmt = (
+        update(Run)
+        .where(col(Run.id) == run_id, col(Run.status).in_([s.value for s in ACTIVE]))
+        .values(cancel_requested=True)
+    )
+    await session.exec(stmt)
+    await session.commit()
+    if scheduler is not None:
+        scheduler.request_cancel(run_id)
+    return await _wait_final(
+        session, run, settings.stop_timeout_seconds + settings.docker_timeout_seconds + 5
+    )
+
+
+async def _wait_final(session: AsyncSession, run: Run, limit: float) -> Run:
+    """Wait (bounded) for a run to reach a final state, then return it as it is."""
+    deadline = asyncio.get_running_loop().time() + limit
+    while asyncio.get_running_loop().time() < deadline:
+        await session.refresh(run)
+        if RunStatus(run.status) in FINAL:
+            break
+        await asyncio.sleep(0.2)
+    return run

@@ -1,0 +1,120 @@
+"""Queries and writes for runs and their tasks; every run status write goes via transition()."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from sqlalchemy import func, update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app import clock
+from app.errors import IllegalTransition, not_found
+from app.runs.models import (
+    RUN_MOVES,
+    Run,
+    RunRead,
+    RunStatus,
+    RunTask,
+    RunTaskRead,
+)
+
+
+async def get_or_raise(session: AsyncSession, run_id: int) -> Run:
+    """One run by id, or 404."""
+    run = await session.get(Run, run_id)
+    if run is None:
+        raise not_found("run", run_id)
+    return run
+
+
+async def tasks_of(session: AsyncSession, run_ids: list[int]) -> dict[int, list[RunTask]]:
+    """The tasks of each run, in order."""
+    out: dict[int, list[RunTask]] = defaultdict(list)
+    if not run_ids:
+        return out
+    query = (
+        select(RunTask)
+        .where(col(RunTask.run_id).in_(run_ids))
+        .order_by(col(RunTask.run_id), col(RunTask.position))
+    )
+    for task in (await session.exec(query)).all():
+        out[task.run_id].append(task)
+    return out
+
+
+async def list_runs(
+    session: AsyncSession,
+    *,
+    statuses: list[RunStatus] | None = None,
+    worker_host_id: int | None = None,
+    directive_id: int | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[int, list[Run]]:
+    """A page of runs, newest first, and the total count."""
+    query = select(Run)
+    if statuses:
+        query = query.where(col(Run.status).in_([s.value for s in statuses]))
+    if worker_host_id is not None:
+        query = query.where(col(Run.worker_host_id) == worker_host_id)
+    if directive_id is not None:
+        query = query.where(col(Run.directive_id) == directive_id)
+    total = (await session.exec(select(func.count()).select_from(query.subquery()))).one()
+    page = (
+        query.order_by(col(Run.created_at).desc(), col(Run.id).desc()).limit(limit).offset(offset)
+    )
+    return total, list((await session.exec(page)).all())
+
+
+async def runs_in(session: AsyncSession, statuses: set[RunStatus]) -> list[Run]:
+    """Every run in one of these states, oldest first."""
+    query = (
+        select(Run)
+        .where(col(Run.status).in_([s.value for s in statuses]))
+        .order_by(col(Run.created_at), col(Run.id))
+    )
+    return list((await session.exec(query)).all())
+
+
+async def transition(session: AsyncSession, run: Run, to: RunStatus, **values: Any) -> bool:
+    """Move a run to `to` if the table allows it and nobody moved it first (guarded UPDATE).
+
+    Returns False when the run had already left its state; raises on an illegal move.
+    """
+    current = RunStatus(run.status)
+    if to not in RUN_MOVES[current]:
+        raise IllegalTransition(f"run {run.id} is {current.value}; it cannot become {to.value}")
+    stmt = (
+        update(Run)
+        .where(col(Run.id) == run.id, col(Run.status) == current.value)
+        .values(status=to.value, updated_at=clock.now(), **values)
+    )
+    result = await session.exec(stmt)
+    await session.refresh(run)
+    return result.rowcount == 1
+
+
+def task_read(task: RunTask) -> RunTaskRead:
+    """The API view of one task of a run."""
+    return RunTaskRead(
+        **task.model_dump(exclude={"logs", "logs_truncated", "task_snapshot", "run_id"}),
+        image=(task.task_snapshot or {}).get("image"),
+    )
+
+
+def to_read(run: Run, tasks: list[RunTask]) -> RunRead:
+    """The API view of a run and its tasks."""
+    assert run.id is not None
+    return RunRead(
+        **run.model_dump(exclude={"directive_snapshot", "updated_at"}),
+        directive_name=(run.directive_snapshot or {}).get("name"),
+        tasks=[task_read(t) for t in tasks],
+    )
+
+
+async def read(session: AsyncSession, run: Run) -> RunRead:
+    """Load a run's tasks and build its API view."""
+    assert run.id is not None
+    return to_read(run, (await tasks_of(session, [run.id]))[run.id])
