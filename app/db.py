@@ -86,12 +86,21 @@ class Database:
         await self.engine.dispose()
 
 
+def _project_dir() -> Path:
+    """Where alembic.ini and migrations/ live: the checkout, else the working directory."""
+    for candidate in (ROOT, Path.cwd()):
+        if (candidate / "alembic.ini").is_file() and (candidate / "migrations").is_dir():
+            return candidate
+    raise RuntimeError("cannot find alembic.ini and migrations/ (run from the project directory)")
+
+
 def alembic_config(url: str) -> Any:
-    """An alembic Config pointing at this checkout's migrations, for `url`."""
+    """An alembic Config pointing at the project's migrations, for `url`."""
     from alembic.config import Config
 
-    cfg = Config(str(ROOT / "alembic.ini"))
-    cfg.set_main_option("script_location", str(ROOT / "migrations"))
+    root = _project_dir()
+    cfg = Config(str(root / "alembic.ini"))
+    cfg.set_main_option("script_location", str(root / "migrations"))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     cfg.attributes["configure_logger"] = False
     return cfg
