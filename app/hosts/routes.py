@@ -145,6 +145,11 @@ async def delete_host(host_id: int, session: SessionDep, state: StateDep) -> Res
     active = (await store.loads(session, [host_id])).get(host_id)
     if active and active.active:
         raise HostBusy(f"worker host {host_id} has {active.active} active runs; drain it first")
+    pinned = await store.pending_targeting(session, host_id)
+    if pinned:
+        raise HostBusy(
+            f"worker host {host_id} has {pinned} pending runs pinned to it; cancel them first"
+        )
     await store.delete(session, host)
     await session.commit()
     await state.pool.forget(host_id)

@@ -15,7 +15,13 @@ from app.hosts.eligibility import HostLoad, ineligible_reasons, is_stale
 from app.hosts.models import HostRead, WorkerHost
 
 # The runs table, read by name so that imports keep flowing one way (runs imports hosts).
-RUNS = table("runs", column("worker_host_id"), column("status"), column("gpu_device_ids"))
+RUNS = table(
+    "runs",
+    column("worker_host_id"),
+    column("status"),
+    column("gpu_device_ids"),
+    column("target_host_id"),
+)
 ACTIVE_STATUSES = ("starting", "running")
 
 
@@ -119,6 +125,12 @@ def to_read(host: WorkerHost, load: HostLoad | None, stale_after: float) -> Host
         schedulable=not reasons,
         unschedulable_reasons=reasons,
     )
+
+
+async def pending_targeting(session: AsyncSession, host_id: int) -> int:
+    """Pending runs pinned to this host (deleting it would strand them)."""
+    query = select(func.count()).where(RUNS.c.target_host_id == host_id, RUNS.c.status == "pending")
+    return (await session.exec(query)).one()
 
 
 async def delete(session: AsyncSession, host: WorkerHost) -> None:

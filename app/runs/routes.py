@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
@@ -23,6 +24,7 @@ from app.runs.models import (
 )
 
 router = APIRouter(prefix="/runs", tags=["runs"])
+log = logging.getLogger("dockfleet.runs")
 
 
 def _statuses(raw: str | None) -> list[RunStatus] | None:
@@ -65,7 +67,10 @@ async def launch_run(
     await session.commit()
     scheduler = state.services.get("scheduler")
     if scheduler is not None:
-        await scheduler.place()
+        try:
+            await scheduler.place()
+        except Exception:  # the run is saved as pending; the scheduler loop will place it
+            log.exception("placing run %s right after launch failed", run.id)
         await session.refresh(run)
     return await store.read(session, run)
 
