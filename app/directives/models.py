@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import JSON, Column
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
@@ -41,18 +41,30 @@ class Directive(SQLModel, table=True):
 
 
 class _Strict(BaseModel):
+    """Request bodies: JSON types as given, unknown fields rejected, the name stripped."""
+
     model_config = ConfigDict(strict=True, extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _strip_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("name"), str):
+            data = {**data, "name": data["name"].strip()}
+        return data
+
+
+EnvKey = Annotated[str, Field(pattern=ENV_KEY)]
 
 
 class DirectiveCreate(_Strict):
     """Body of POST /api/directives/."""
 
-    name: str = Field(min_length=1, max_length=200, pattern=r"\S")
+    name: str = Field(min_length=1, max_length=200)
     description: str = Field("", max_length=2000)
     tasks: list[str] = Field(
         default_factory=list, description="Default tasks; empty = every enabled task."
     )
-    env: dict[str, str] = Field(
+    env: dict[EnvKey, str] = Field(
         default_factory=dict, description="Passed to every container of its runs."
     )
 
@@ -60,10 +72,10 @@ class DirectiveCreate(_Strict):
 class DirectiveUpdate(_Strict):
     """Body of PATCH /api/directives/{id}/."""
 
-    name: str | None = Field(None, min_length=1, max_length=200, pattern=r"\S")
+    name: str | None = Field(None, min_length=1, max_length=200)
     description: str | None = Field(None, max_length=2000)
     tasks: list[str] | None = None
-    env: dict[str, str] | None = None
+    env: dict[EnvKey, str] | None = None
 
 
 class DirectiveRead(BaseModel):

@@ -7,7 +7,7 @@ import shlex
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from sqlalchemy import JSON, Column
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
@@ -22,6 +22,7 @@ _IMAGE = re.compile(
     r"(?:/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
 )
 NETWORK_MODES = ("bridge", "host", "none")
+GPU_NEEDS_FLAG = "gpu_count > 0 needs requires_gpu: true"
 
 
 class TaskDefinition(SQLModel, table=True):
@@ -77,6 +78,14 @@ class _TaskFields(_Strict):
     memory_limit_mb: int | None = Field(None, gt=0, description="Memory limit in MiB")
     enabled: bool | None = None
 
+    @field_validator("name", check_fields=False)
+    @classmethod
+    def _not_an_id(cls, value: str | None) -> str | None:
+        # /tasks/{id or name}/ reads an all-digit key as an id, so a name must not be one.
+        if value is not None and value.isdigit():
+            raise ValueError("a task name cannot be only digits (it would read as an id)")
+        return value
+
     @field_validator("image")
     @classmethod
     def _image(cls, value: str | None) -> str | None:
@@ -110,11 +119,13 @@ class TaskCreate(_TaskFields):
     name: str = Field(pattern=NAME, description="Slug: lower-case letters, digits, _ . -")
     image: str = Field(min_length=1, max_length=300)
 
-    @model_validator(mode="after")
-    def _gpu(self) -> TaskCreate:
-        if self.gpu_count and not self.requires_gpu:
-            raise ValueError("gpu_count > 0 needs requires_gpu: true")
-        return self
+    @field_validator("gpu_count")
+    @classmethod
+    def _gpu(cls, value: int | None, info: ValidationInfo) -> int | None:
+        # requires_gpu is declared before gpu_count, so it is already in info.data.
+        if value and not info.data.get("requires_gpu"):
+            raise ValueError(GPU_NEEDS_FLAG)
+        return value
 
 
 class TaskUpdate(_TaskFields):

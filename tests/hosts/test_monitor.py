@@ -1,0 +1,95 @@
+"""HealthMonitor.tick() and staleness, driven by a fake clock (no Docker daemon involved)."""
+
+from __future__ import annotations
+
+import httpx
+from fastapi import FastAPI
+
+from app.clock import FakeClock
+from app.hosts.models import WorkerHost
+from app.hosts.monitor import HealthMonitor
+from tests.builders import MISSING_SOCKET, host_payload
+
+API = "/api/worker-hosts/"
+
+
+def monitor_of(app: FastAPI) -> HealthMonitor:
+    monitor = app.state.dockfleet.monitor
+    assert isinstance(monitor, HealthMonitor)
+    return monitor
+
+
+async def row(app: FastAPI, host_id: int) -> WorkerHost:
+    async with app.state.dockfleet.db.sessions() as session:
+        host = await session.get(WorkerHost, host_id)
+    assert host is not None
+    return host
+
+
+async def test_tick_marks_a_host_with_a_missing_socket_unhealthy(
+    client: httpx.AsyncClient, app: FastAPI, fake_clock: FakeClock
+) -> None:
+    host = (await client.post(API, json=host_payload(base_url=MISSING_SOCKET))).json()
+    await client.get(f"{API}{host['id']}/health/")  # seen, so only the check can change health
+
+    results = await monitor_of(app).tick()
+
+    result = results[host["id"]]
+    assert result is not None
+    assert result.ok is False
+    assert result.error
+    stored = await row(app, host["id"])
+    assert stored.healthy is False
+    assert stored.last_error
+    assert stored.last_check_at == fake_clock.current
+
+
+async def test_tick_skips_disabled_hosts(client: httpx.AsyncClient, app: FastAPI) -> None:
+    body = host_payload(base_url=MISSING_SOCKET, enabled=False)
+    host = (await client.post(API, json=body)).json()
+
+    results = await monitor_of(app).tick()
+
+    assert host["id"] not in results
+    stored = await row(app, host["id"])
+    assert stored.last_check_at is None
+    assert stored.last_error is None
+
+
+async def test_check_soon_does_nothing_when_checks_are_off(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    monitor = monitor_of(app)
+    assert monitor.interval == 0
+    assert monitor.enabled is False
+    host = (await client.post(API, json=host_payload(base_url=MISSING_SOCKET))).json()
+
+    monitor.check_soon(host["id"])
+
+    assert not monitor._pending
+    assert (await row(app, host["id"])).last_check_at is None
+
+
+async def test_host_goes_stale_just_past_the_limit(
+    client: httpx.AsyncClient, app: FastAPI, fake_clock: FakeClock
+) -> None:
+    stale_after = app.state.dockfleet.settings.stale_after_seconds
+    host = (await client.post(API, json=host_payload())).json()
+    path = f"{API}{host['id']}/"
+    assert host["is_stale"] is True  # never seen
+
+    await client.get(f"{path}health/")
+    fresh = (await client.get(path)).json()
+    fake_clock.advance(stale_after)
+    at_limit = (await client.get(path)).json()
+    fake_clock.advance(0.5)
+    past_limit = (await client.get(path)).json()
+    listed = (await client.get(API)).json()["results"][0]
+    heartbeat = (await client.get(f"{path}health/")).json()
+
+    assert fresh["is_stale"] is False
+    assert at_limit["is_stale"] is False
+    assert past_limit["is_stale"] is True
+    assert any(r.startswith("stale: last seen") for r in past_limit["unschedulable_reasons"])
+    assert listed["is_stale"] is True
+    assert heartbeat["is_stale"] is False
