@@ -19,6 +19,7 @@ class HostView:
     gpu_ids: list[str]
     active: int = 0
     gpus_in_use: set[str] = field(default_factory=set)
+    _eligible: dict[int, bool] = field(default_factory=dict, repr=False)
 
     @classmethod
     def of(cls, host: WorkerHost, load: HostLoad | None) -> HostView:
@@ -33,6 +34,13 @@ class HostView:
             active=load.active,
             gpus_in_use=set(load.gpus_in_use),
         )
+
+    def eligible(self, now: datetime, stale_after: float, gpu_need: int) -> bool:
+        """Could take a run needing `gpu_need` GPUs now, ignoring how full it is (memoised)."""
+        key = min(gpu_need, len(self.gpu_ids) + 1)  # every need above the host's GPUs is alike
+        if key not in self._eligible:
+            self._eligible[key] = not ineligible_reasons(self.host, now, stale_after, gpu_need)
+        return self._eligible[key]
 
     @property
     def id(self) -> int:
@@ -82,7 +90,7 @@ def candidates(
         h
         for h in hosts
         if (need.target_host_id is None or h.id == need.target_host_id)
-        and not ineligible_reasons(h.host, now, stale_after, need.gpu_need)
+        and h.eligible(now, stale_after, need.gpu_need)
     ]
 
 
@@ -97,6 +105,8 @@ def plan(
     reserved: set[int] = set()
     out: list[Placement] = []
     for need in pending:
+        if all(h.id in reserved or h.active >= h.max_concurrency for h in hosts):
+            break  # nothing left to give: every later run waits anyway
         able = candidates(need, hosts, now, stale_after)
         fits = [h for h in able if h.id not in reserved and h.fits(need.gpu_need)]
         if not fits:
