@@ -12,6 +12,11 @@ from app.hosts.eligibility import is_stale
 from app.hosts.models import WorkerHost
 
 
+def _escape(value: str) -> str:
+    """A Prometheus label value: backslash, quote and newline escaped."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
 async def render_metrics(state: AppState) -> str:
     """Gauges for hosts (health, staleness, load) and runs by status."""
     lines = [
@@ -29,7 +34,7 @@ async def render_metrics(state: AppState) -> str:
     now = clock.now()
     per_host = {"up": [], "stale": [], "active": [], "slots": []}  # type: dict[str, list[str]]
     for h in hosts:
-        label = f'{{host="{h.name}",id="{h.id}"}}'
+        label = f'{{host="{_escape(h.name)}",id="{h.id}"}}'
         load = loads.get(h.id or 0)
         per_host["up"].append(f"dockfleet_host_up{label} {int(h.healthy)}")
         per_host["stale"].append(

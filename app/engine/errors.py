@@ -32,6 +32,17 @@ def translate(exc: BaseException, host_name: str, secrets: list[str] | None = No
     return err
 
 
+def _caused_by(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:
+    seen: BaseException | None = exc
+    for _ in range(10):
+        seen = seen.__cause__ or seen.__context__ if seen is not None else None
+        if seen is None:
+            return False
+        if isinstance(seen, kinds):
+            return True
+    return False
+
+
 def _translate(exc: BaseException, host_name: str) -> EngineError:
     if isinstance(exc, EngineError):
         return exc
@@ -49,6 +60,8 @@ def _translate(exc: BaseException, host_name: str) -> EngineError:
         return HostUnreachable(f"{host_name}: TLS error ({_short(exc)})")
     if isinstance(exc, aiodocker.DockerError):
         if exc.status == 900:  # aiodocker's code for a failed connection
+            if _caused_by(exc, (ssl.SSLError, aiohttp.ClientSSLError)):
+                return HostUnreachable(f"{host_name}: TLS error ({exc.message})")
             return HostUnreachable(f"{host_name}: cannot connect to Docker ({exc.message})")
         return DockerCallFailed(f"{host_name}: Docker said [{exc.status}] {exc.message}")
     if isinstance(exc, aiohttp.ClientError | ConnectionError):

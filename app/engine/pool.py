@@ -80,7 +80,13 @@ class DockerPool:
         host, port = ep.tcp_target()
         if ep.ssh is not None:
             await self._check_address(ep.ssh.host)
-            tunnel = await Tunnel.open(ep.ssh, host, port, self.timeout)
+            try:
+                tunnel = await Tunnel.open(ep.ssh, host, port, self.timeout)
+            except OSError as exc:  # refused, no route: the SSH server, not Docker
+                where = f"{ep.ssh.host}:{ep.ssh.port}"
+                raise HostUnreachable(
+                    f"{ep.name}: cannot reach SSH server {where} ({exc})"
+                ) from exc
             return _Slot(
                 fingerprint, aiodocker.Docker(url=f"http://127.0.0.1:{tunnel.port}"), tunnel
             )
@@ -134,13 +140,17 @@ class DockerPool:
             raise err from exc
 
     async def ping(self, ep: Endpoint) -> DockerFacts:
-        """Live check: version and info within the timeout; one retry on a fresh connection."""
+        """Live check: version and info within the timeout.
+
+        A pooled connection (or tunnel) may have died since its last use: then one retry on a
+        fresh one. A fresh connection that failed, or any timeout, is the answer as it is.
+        """
+        pooled = ep.host_id in self._slots
         try:
             return await self._ping_once(ep)
-        except HostUnreachable:
-            if ep.host_id not in self._slots and ep.type == "docker_socket":
+        except HostUnreachable as exc:
+            if not pooled or isinstance(exc.__cause__, TimeoutError):
                 raise
-            await self._drop(ep.host_id)
             return await self._ping_once(ep)
 
     async def _ping_once(self, ep: Endpoint) -> DockerFacts:
@@ -169,6 +179,7 @@ class DockerPool:
         lock = self._locks.setdefault(host_id, asyncio.Lock())
         async with lock:
             await self._drop(host_id)
+        self._locks.pop(host_id, None)
 
     async def close(self) -> None:
         """Close every client and tunnel (shutdown)."""

@@ -44,12 +44,13 @@ class Capabilities(_Strict):
 
     @model_validator(mode="after")
     def _gpus_consistent(self) -> Capabilities:
-        if self.gpu_count is None:
-            self.gpu_count = 1 if self.gpus else 0
-        if not self.gpus and self.gpu_count > 0:
+        count = self.gpu_count if self.gpu_count is not None else int(self.gpus)
+        if not self.gpus and count > 0:
             raise ValueError("gpu_count > 0 needs gpus: true")
-        if self.gpus and self.gpu_count == 0:
+        if self.gpus and count == 0:
             raise ValueError("gpus: true needs gpu_count ≥ 1")
+        # object.__setattr__ keeps the default out of fields_set (PATCH merges on it)
+        object.__setattr__(self, "gpu_count", count)
         return self
 
     def gpu_ids(self) -> list[str]:
@@ -142,7 +143,18 @@ class WorkerHost(SQLModel, table=True):
         return Capabilities.model_validate(self.capabilities or {}, strict=False)
 
 
-class HostCreate(_Strict):
+class _Named(_Strict):
+    """Names are compared and stored without surrounding blanks."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _strip_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("name"), str):
+            return {**data, "name": data["name"].strip()}
+        return data
+
+
+class HostCreate(_Named):
     """Body of POST /api/worker-hosts/."""
 
     name: str = Field(min_length=1, max_length=200)
@@ -153,15 +165,8 @@ class HostCreate(_Strict):
     ssh_config: SSHConfig | None = None
     tls_config: TLSConfig | None = None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _strip_name(cls, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("name"), str):
-            data = {**data, "name": data["name"].strip()}
-        return data
 
-
-class HostUpdate(_Strict):
+class HostUpdate(_Named):
     """Body of PATCH /api/worker-hosts/{id}/: only the fields given change."""
 
     name: str | None = Field(None, min_length=1, max_length=200)

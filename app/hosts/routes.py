@@ -22,7 +22,7 @@ from app.hosts.models import (
     TLSConfig,
     WorkerHost,
 )
-from app.hosts.validation import validate_config
+from app.hosts.validation import merge_capabilities, validate_config
 from app.openapi import ERRORS, examples
 
 router = APIRouter(prefix="/worker-hosts", tags=["worker hosts"])
@@ -116,6 +116,8 @@ async def update_host(
     for key in ("name", "type", "base_url", "enabled", "capabilities"):
         if key in changes and changes[key] is None:
             del changes[key]  # null means "unchanged" for fields that cannot be empty
+    if "capabilities" in changes:
+        changes["capabilities"] = merge_capabilities(host.capabilities, changes["capabilities"])
     merged = {**host.model_dump(), **changes}
     ssh = SSHConfig.model_validate(merged["ssh_config"]) if merged.get("ssh_config") else None
     tls = TLSConfig.model_validate(merged["tls_config"]) if merged.get("tls_config") else None

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 from urllib.parse import urlsplit
+
+from pydantic import ValidationError
 
 from app.config import Network, address_allowed
 from app.errors import InvalidField
-from app.hosts.models import HostType, SSHConfig, TLSConfig, check_base_url
+from app.hosts.models import Capabilities, HostType, SSHConfig, TLSConfig, check_base_url
 
 
 def _literal_ip(host: str) -> str | None:
@@ -40,3 +43,15 @@ def validate_config(
     ip = _literal_ip(target or "")
     if ip is not None and not address_allowed(ip, networks):
         raise InvalidField(field, f"{ip} is outside DOCKFLEET_ALLOWED_NETWORKS")
+
+
+def merge_capabilities(stored: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """A PATCH changes only the capabilities it names; the result is checked as a whole."""
+    merged = {**stored, **given}
+    if "gpus" in given and "gpu_count" not in given:
+        merged.pop("gpu_count", None)  # let the default follow the new `gpus`
+    try:
+        return Capabilities.model_validate(merged).model_dump()
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise InvalidField(["capabilities", *map(str, err["loc"])], err["msg"]) from None

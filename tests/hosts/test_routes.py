@@ -358,3 +358,25 @@ async def test_bad_pagination_is_422(client: httpx.AsyncClient, query: str) -> N
 
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"][0] == "query"
+
+
+async def test_patch_capabilities_changes_only_the_named_fields(client: httpx.AsyncClient) -> None:
+    body = host_payload(name="gpu-box", capabilities={"gpus": True, "gpu_count": 2, "max_concurrency": 5})
+    host = (await client.post("/api/worker-hosts/", json=body)).json()
+    r = await client.patch(f"/api/worker-hosts/{host['id']}/", json={"capabilities": {"max_concurrency": 3}})
+    assert r.status_code == 200
+    assert r.json()["capabilities"] == {"gpus": True, "gpu_count": 2, "max_concurrency": 3, "labels": {}}
+    r = await client.patch(f"/api/worker-hosts/{host['id']}/", json={"capabilities": {"gpus": False}})
+    assert r.json()["capabilities"]["gpu_count"] == 0
+    r = await client.patch(f"/api/worker-hosts/{host['id']}/", json={"capabilities": {"gpu_count": 2}})
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["loc"][:2] == ["body", "capabilities"]
+
+
+async def test_patch_name_is_stripped_and_blank_rejected(client: httpx.AsyncClient) -> None:
+    await client.post("/api/worker-hosts/", json=host_payload(name="taken"))
+    other = (await client.post("/api/worker-hosts/", json=host_payload(name="other"))).json()
+    r = await client.patch(f"/api/worker-hosts/{other['id']}/", json={"name": "   "})
+    assert r.status_code == 422
+    r = await client.patch(f"/api/worker-hosts/{other['id']}/", json={"name": " taken "})
+    assert r.status_code == 409
