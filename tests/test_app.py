@@ -113,7 +113,11 @@ async def test_healthz_needs_no_token(db_url: str) -> None:
 
 
 async def test_metrics_escape_label_values(client: httpx.AsyncClient) -> None:
-    body = {"name": 'quote"back\\slash', "type": "docker_socket", "base_url": "unix:///tmp/none.sock"}
+    body = {
+        "name": 'quote"back\\slash',
+        "type": "docker_socket",
+        "base_url": "unix:///tmp/none.sock",
+    }
     assert (await client.post("/api/worker-hosts/", json=body)).status_code == 201
     text = (await client.get("/metrics")).text
     assert 'host="quote\\"back\\\\slash"' in text

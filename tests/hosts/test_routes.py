@@ -361,14 +361,27 @@ async def test_bad_pagination_is_422(client: httpx.AsyncClient, query: str) -> N
 
 
 async def test_patch_capabilities_changes_only_the_named_fields(client: httpx.AsyncClient) -> None:
-    body = host_payload(name="gpu-box", capabilities={"gpus": True, "gpu_count": 2, "max_concurrency": 5})
+    body = host_payload(
+        name="gpu-box", capabilities={"gpus": True, "gpu_count": 2, "max_concurrency": 5}
+    )
     host = (await client.post("/api/worker-hosts/", json=body)).json()
-    r = await client.patch(f"/api/worker-hosts/{host['id']}/", json={"capabilities": {"max_concurrency": 3}})
+    r = await client.patch(
+        f"/api/worker-hosts/{host['id']}/", json={"capabilities": {"max_concurrency": 3}}
+    )
     assert r.status_code == 200
-    assert r.json()["capabilities"] == {"gpus": True, "gpu_count": 2, "max_concurrency": 3, "labels": {}}
-    r = await client.patch(f"/api/worker-hosts/{host['id']}/", json={"capabilities": {"gpus": False}})
+    assert r.json()["capabilities"] == {
+        "gpus": True,
+        "gpu_count": 2,
+        "max_concurrency": 3,
+        "labels": {},
+    }
+    r = await client.patch(
+        f"/api/worker-hosts/{host['id']}/", json={"capabilities": {"gpus": False}}
+    )
     assert r.json()["capabilities"]["gpu_count"] == 0
-    r = await client.patch(f"/api/worker-hosts/{host['id']}/", json={"capabilities": {"gpu_count": 2}})
+    r = await client.patch(
+        f"/api/worker-hosts/{host['id']}/", json={"capabilities": {"gpu_count": 2}}
+    )
     assert r.status_code == 422
     assert r.json()["detail"][0]["loc"][:2] == ["body", "capabilities"]
 
