@@ -104,10 +104,11 @@ def plan(
     """
     reserved: set[int] = set()
     out: list[Placement] = []
+    usable = [h for h in hosts if h.eligible(now, stale_after, 0)]  # the rest take no run at all
     for need in pending:
-        if all(h.id in reserved or h.active >= h.max_concurrency for h in hosts):
+        if all(h.id in reserved or h.active >= h.max_concurrency for h in usable):
             break  # nothing left to give: every later run waits anyway
-        able = candidates(need, hosts, now, stale_after)
+        able = candidates(need, usable, now, stale_after)
         fits = [h for h in able if h.id not in reserved and h.fits(need.gpu_need)]
         if not fits:
             reserved.update(h.id for h in able)
