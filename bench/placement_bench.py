@@ -47,7 +47,11 @@ def simulated_hosts(n: int) -> list[WorkerHost]:
             base_url=f"unix:///nonexistent/sim-{i}.sock",
             healthy=i % 10 != 0,
             last_seen_at=now - timedelta(seconds=i % 400),
-            capabilities={"max_concurrency": 1 + i % 8, "gpus": i % 4 == 0, "gpu_count": 2 if i % 4 == 0 else 0},
+            capabilities={
+                "max_concurrency": 1 + i % 8,
+                "gpus": i % 4 == 0,
+                "gpu_count": 2 if i % 4 == 0 else 0,
+            },
         )
         for i in range(n)
     ]
@@ -65,14 +69,24 @@ def bench_plan(hosts: int, runs: int, repeat: int = 5) -> dict[str, float]:
         times.append(time.perf_counter() - t0)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    return {"median_ms": statistics.median(times) * 1000, "placed": len(placed), "peak_kib": peak / 1024}
+    return {
+        "median_ms": statistics.median(times) * 1000,
+        "placed": len(placed),
+        "peak_kib": peak / 1024,
+    }
+
+
+def bench_settings(url: str) -> Settings:
+    """No background checks or reconcile passes: the hosts are simulated."""
+    values = {"database_url": url, "health_interval_seconds": 0, "reconcile_interval_seconds": 0}
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg, arg-type]
 
 
 async def seeded_state(hosts: int) -> tuple[AppState, str]:
     directory = tempfile.mkdtemp(prefix="dfl-bench-")
     url = f"sqlite+aiosqlite:///{directory}/bench.db"
     await upgrade(url)
-    settings = Settings(_env_file=None, database_url=url, health_interval_seconds=0, reconcile_interval_seconds=0)  # type: ignore[call-arg]
+    settings = bench_settings(url)
     app = create_app(settings, migrate=False)
     state: AppState = app.state.dockfleet
     async with state.db.session_scope() as session:
@@ -92,13 +106,17 @@ async def bench_place_pass(hosts: int, runs: int) -> dict[str, float]:
     placed = await scheduler.place()
     elapsed = time.perf_counter() - t0
     await state.db.dispose()
-    return {"seconds": elapsed, "placed": len(placed), "per_run_ms": elapsed / max(1, len(placed)) * 1000}
+    return {
+        "seconds": elapsed,
+        "placed": len(placed),
+        "per_run_ms": elapsed / max(1, len(placed)) * 1000,
+    }
 
 
 async def bench_launch_api(hosts: int, launches: int, concurrency: int) -> dict[str, float]:
     state, url = await seeded_state(hosts)
     await state.db.dispose()
-    settings = Settings(_env_file=None, database_url=url, health_interval_seconds=0, reconcile_interval_seconds=0)  # type: ignore[call-arg]
+    settings = bench_settings(url)
     app = create_app(settings, migrate=False)
     app_state: AppState = app.state.dockfleet
     await start(app_state)
@@ -107,7 +125,9 @@ async def bench_launch_api(hosts: int, launches: int, concurrency: int) -> dict[
     app_state.services["scheduler"] = PlacingOnly(app_state)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
-        await client.post("/api/tasks/", json={"name": "noop", "image": "busybox:1.36", "command": ["true"]})
+        await client.post(
+            "/api/tasks/", json={"name": "noop", "image": "busybox:1.36", "command": ["true"]}
+        )
         await client.post("/api/directives/", json={"name": "bench", "tasks": ["noop"]})
         latencies: list[float] = []
         sem = asyncio.Semaphore(concurrency)
@@ -133,9 +153,10 @@ async def bench_launch_api(hosts: int, launches: int, concurrency: int) -> dict[
 
 async def main() -> None:
     for hosts, runs in ((10, 100), (100, 1000), (500, 5000)):
-        print(f"plan {hosts:>4} hosts × {runs:>5} pending: {bench_plan(hosts, runs)}")
+        print(f"plan {hosts:>4} hosts x {runs:>5} pending: {bench_plan(hosts, runs)}")
     for hosts, runs in ((10, 200), (100, 1000)):
-        print(f"place pass {hosts:>4} hosts × {runs:>5} pending (SQLite): {await bench_place_pass(hosts, runs)}")
+        result = await bench_place_pass(hosts, runs)
+        print(f"place pass {hosts:>4} hosts x {runs:>5} pending (SQLite): {result}")
     print(f"launch API 50 hosts, 500 launches, 20 at once: {await bench_launch_api(50, 500, 20)}")
 
 
