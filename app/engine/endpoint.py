@@ -48,10 +48,10 @@ class Endpoint:
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def secrets(self) -> list[str]:
-        """Strings that must never appear in a message: key and certificate paths."""
+        """Strings that must never appear in a message: the SSH and TLS settings."""
         out: list[str] = []
         if self.ssh is not None:
-            out += [self.ssh.key_path, self.ssh.known_hosts or ""]
+            out += [self.ssh.key_path, self.ssh.known_hosts or "", self.ssh.host, self.ssh.user]
         if self.tls is not None:
             out += [self.tls.ca_cert, self.tls.client_cert, self.tls.client_key]
         return [s for s in out if s]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import ssl
 
 import aiodocker
@@ -17,16 +18,21 @@ def _short(exc: BaseException) -> str:
 
 
 def scrub(text: str, secrets: list[str]) -> str:
-    """Replace every secret (key and certificate paths) in a message with ***."""
+    """Replace every secret (SSH/TLS settings) standing as a whole word in a message with ***."""
     for secret in sorted(secrets, key=len, reverse=True):
         if secret:
-            text = text.replace(secret, "***")
+            text = re.sub(rf"(?<![\w.-]){re.escape(secret)}(?![\w-])", "***", text)
     return text
 
 
-def translate(exc: BaseException, host_name: str, secrets: list[str] | None = None) -> EngineError:
-    """The app error for a library exception, with secrets scrubbed from its message."""
-    err = _translate(exc, host_name)
+def translate(
+    exc: BaseException, host_name: str, secrets: list[str] | None = None, what: str | None = None
+) -> EngineError:
+    """The app error for a library exception (`what` names it), with secrets scrubbed."""
+    if what:
+        err: EngineError = HostUnreachable(f"{host_name}: {what} ({_short(exc)})")
+    else:
+        err = _translate(exc, host_name)
     if secrets:
         err.detail = scrub(str(err.detail), secrets)
     return err

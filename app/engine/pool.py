@@ -83,10 +83,7 @@ class DockerPool:
             try:
                 tunnel = await Tunnel.open(ep.ssh, host, port, self.timeout)
             except OSError as exc:  # refused, no route: the SSH server, not Docker
-                where = f"{ep.ssh.host}:{ep.ssh.port}"
-                raise HostUnreachable(
-                    f"{ep.name}: cannot reach SSH server {where} ({exc})"
-                ) from exc
+                raise translate(exc, ep.name, ep.secrets(), "cannot reach the SSH server") from exc
             return _Slot(
                 fingerprint, aiodocker.Docker(url=f"http://127.0.0.1:{tunnel.port}"), tunnel
             )

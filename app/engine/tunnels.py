@@ -60,7 +60,7 @@ class Tunnel:
         except BaseException:
             conn.close()
             raise
-        log.info("tunnel up via %s:%s on 127.0.0.1:%s", ssh.host, ssh.port, listener.get_port())
+        log.info("SSH tunnel up on 127.0.0.1:%s", listener.get_port())
         assert isinstance(watch, _Watch)
         return cls(conn, watch, listener)
 
