@@ -21,6 +21,7 @@ from app.engine.pool import DockerPool
 from app.hosts.monitor import HealthMonitor
 from app.hosts.routes import router as hosts_router
 from app.metrics import render_metrics
+from app.openapi import ERRORS
 
 log = logging.getLogger("dockfleet")
 
@@ -83,12 +84,18 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     )
     app.state.dockfleet = state
     errors.install(app)
-    api = APIRouter(prefix="/api", dependencies=[Depends(require_token)])
+    api = APIRouter(prefix="/api", dependencies=[Depends(require_token)], responses=ERRORS(401))
     for router in _routers():
         api.include_router(router)
     app.include_router(api)
 
-    @app.get("/healthz", tags=["service"], summary="Process alive and database reachable")
+    @app.get(
+        "/healthz",
+        tags=["service"],
+        summary="Process alive and database reachable",
+        description="200 `{status, database, version}`, or 503 when the database is unreachable.",
+        responses={503: {"description": "Database unreachable"}},
+    )
     async def healthz() -> JSONResponse:
         try:
             async with db.sessions() as session:
@@ -99,7 +106,11 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         return JSONResponse({"status": "ok", "database": "ok", "version": __version__})
 
     @app.get(
-        "/metrics", tags=["service"], summary="Prometheus metrics", response_class=PlainTextResponse
+        "/metrics",
+        tags=["service"],
+        summary="Prometheus metrics",
+        description="Hosts (health, staleness, load) and runs by status, as Prometheus text.",
+        response_class=PlainTextResponse,
     )
     async def metrics() -> str:
         return await render_metrics(state)

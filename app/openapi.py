@@ -16,17 +16,46 @@ class ErrorBody(BaseModel):
 
 
 _DESCRIPTIONS = {
-    401: "Missing or wrong bearer token",
+    401: "Missing or wrong bearer token (only when DOCKFLEET_API_TOKEN is set)",
     404: "Not found",
     409: "Conflict with the current state",
     422: "Invalid input; `detail` names the field",
     503: "No host can take the run; `hosts` says why per host",
 }
 
+# One error body per status, shown on the docs page next to each route's errors.
+_ERROR_EXAMPLES: dict[int, dict[str, Any]] = {
+    401: {"detail": "missing or wrong bearer token", "code": "unauthorized"},
+    404: {"detail": "worker host 9 not found", "code": "not_found"},
+    409: {"detail": "a worker host named 'Unraid' already exists", "code": "conflict"},
+    422: {
+        "detail": [
+            {
+                "loc": ["body", "base_url"],
+                "msg": "docker_socket needs base_url unix:///absolute/path",
+                "type": "value_error",
+            }
+        ],
+        "code": "invalid",
+    },
+    503: {
+        "detail": "No available hosts found",
+        "code": "no_available_hosts",
+        "hosts": [{"host_id": 1, "name": "Unraid", "reasons": ["stale: last seen 412s ago"]}],
+    },
+}
+
 
 def ERRORS(*codes: int) -> dict[int | str, dict[str, Any]]:
     """The `responses=` of a route that can fail with these status codes."""
-    return {c: {"model": ErrorBody, "description": _DESCRIPTIONS[c]} for c in codes}
+    return {
+        c: {
+            "model": ErrorBody,
+            "description": _DESCRIPTIONS[c],
+            "content": {"application/json": {"example": _ERROR_EXAMPLES[c]}},
+        }
+        for c in codes
+    }
 
 
 # Request bodies from the runbook (addresses there are documentation, never targets).

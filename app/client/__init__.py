@@ -1,0 +1,41 @@
+"""Python clients of the dockfleet API (sync and async, on httpx), typed with the server's models.
+
+    from app.client import DockfleetClient
+
+    with DockfleetClient() as fleet:            # $DOCKFLEET_URL or http://localhost:9595
+        host = fleet.hosts.get_by_name("Unraid")
+        run = fleet.runs.launch(directive_id=1, target_host_id=host.id)
+        run = fleet.wait_for_run(run.id, timeout=600)
+
+Every failure raises DockfleetError (`.status`, `.detail`; status None when unreachable).
+"""
+
+from app.client._core import DEFAULT_URL, DockfleetError, RunWaitTimeout
+from app.client.aio import AsyncDockfleetClient
+from app.client.sync import DockfleetClient
+from app.directives.models import DirectivePage, DirectiveRead
+from app.hosts.models import HostCreate, HostHealth, HostPage, HostRead, HostType, HostUpdate
+from app.runs.models import RunLogs, RunPage, RunRead, RunStatus
+from app.tasks.models import TaskPage, TaskRead
+
+__all__ = [
+    "DEFAULT_URL",
+    "AsyncDockfleetClient",
+    "DirectivePage",
+    "DirectiveRead",
+    "DockfleetClient",
+    "DockfleetError",
+    "HostCreate",
+    "HostHealth",
+    "HostPage",
+    "HostRead",
+    "HostType",
+    "HostUpdate",
+    "RunLogs",
+    "RunPage",
+    "RunRead",
+    "RunStatus",
+    "RunWaitTimeout",
+    "TaskPage",
+    "TaskRead",
+]

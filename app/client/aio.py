@@ -1,0 +1,239 @@
+"""AsyncDockfleetClient: the asyncio client (httpx.AsyncClient), same methods as the sync one."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+import httpx
+
+from app.client._core import (
+    DEFAULT_TIMEOUT,
+    Call,
+    DockfleetError,
+    Page,
+    Waiter,
+    auth_headers,
+    error_from,
+    resolve_url,
+    transport_error,
+)
+from app.client.calls import DirectiveCalls, HostCalls, RunCalls, TaskCalls
+from app.directives.models import DirectiveRead
+from app.hosts.models import HostRead
+from app.runs.models import RunRead
+from app.tasks.models import TaskRead
+
+P = ParamSpec("P")
+T = TypeVar("T")
+ItemT = TypeVar("ItemT")
+
+
+class _Room:
+    def __init__(self, client: AsyncDockfleetClient) -> None:
+        self._client = client
+
+
+def _bind(
+    build: Callable[P, Call[T]],
+) -> Callable[Concatenate[_Room, P], Coroutine[Any, Any, T]]:
+    """A coroutine method that sends the call `build` makes and returns what its answer reads as."""
+
+    @functools.wraps(build)
+    async def method(self: _Room, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._client.send(build(*args, **kwargs))
+
+    return method
+
+
+def _not_found(kind: str, name: str) -> DockfleetError:
+    return DockfleetError(404, f"{kind} {name!r} not found", code="not_found")
+
+
+class Hosts(_Room):
+    """client.hosts: worker hosts."""
+
+    get = _bind(HostCalls.get)
+    create = _bind(HostCalls.create)
+    update = _bind(HostCalls.update)
+    delete = _bind(HostCalls.delete)
+    health = _bind(HostCalls.health)
+    drain = _bind(HostCalls.drain)
+    undrain = _bind(HostCalls.undrain)
+    list = _bind(HostCalls.list)
+
+    def iter(
+        self,
+        *,
+        enabled: bool | None = None,
+        healthy: bool | None = None,
+        page_size: int | None = None,
+    ) -> AsyncIterator[HostRead]:
+        """Every host, page after page."""
+        call = HostCalls.list(enabled=enabled, healthy=healthy, limit=page_size)
+        return self._client.pages(call)
+
+    async def get_by_name(self, name: str) -> HostRead:
+        """The host with this name (404 DockfleetError when there is none)."""
+        async for host in self.iter():
+            if host.name == name:
+                return host
+        raise _not_found("worker host", name)
+
+
+class Directives(_Room):
+    """client.directives: named defaults runs are launched from."""
+
+    get = _bind(DirectiveCalls.get)
+    create = _bind(DirectiveCalls.create)
+    update = _bind(DirectiveCalls.update)
+    delete = _bind(DirectiveCalls.delete)
+    list = _bind(DirectiveCalls.list)
+
+    def iter(self, *, page_size: int | None = None) -> AsyncIterator[DirectiveRead]:
+        """Every directive, page after page."""
+        return self._client.pages(DirectiveCalls.list(limit=page_size))
+
+    async def get_by_name(self, name: str) -> DirectiveRead:
+        """The directive with this name (404 DockfleetError when there is none)."""
+        async for directive in self.iter():
+            if directive.name == name:
+                return directive
+        raise _not_found("directive", name)
+
+
+class Tasks(_Room):
+    """client.tasks: task definitions, by id or name."""
+
+    get = _bind(TaskCalls.get)
+    create = _bind(TaskCalls.create)
+    update = _bind(TaskCalls.update)
+    delete = _bind(TaskCalls.delete)
+    list = _bind(TaskCalls.list)
+
+    def iter(
+        self, *, enabled: bool | None = None, page_size: int | None = None
+    ) -> AsyncIterator[TaskRead]:
+        """Every task definition, page after page."""
+        return self._client.pages(TaskCalls.list(enabled=enabled, limit=page_size))
+
+
+class Runs(_Room):
+    """client.runs: launch, list, show, cancel, logs, wait."""
+
+    launch = _bind(RunCalls.launch)
+    get = _bind(RunCalls.get)
+    cancel = _bind(RunCalls.cancel)
+    logs = _bind(RunCalls.logs)
+    list = _bind(RunCalls.list)
+
+    def iter(self, *, page_size: int | None = None, **filters: Any) -> AsyncIterator[RunRead]:
+        """Every run matching the filters of `list` (status, worker_host_id, directive_id)."""
+        return self._client.pages(RunCalls.list(limit=page_size, **filters))
+
+    def follow_logs(self, run_id: int) -> AsyncIterator[str]:
+        """Text chunks of the run's output as it is written, until the run ends."""
+        return self._client.stream_text(RunCalls.follow_logs(run_id))
+
+    async def wait_for_run(
+        self,
+        run_id: int,
+        timeout: float | None = None,  # noqa: ASYNC109 - polls; RunWaitTimeout keeps the run
+        *,
+        interval: float = 1.0,
+        on_update: Callable[[RunRead], object] | None = None,
+    ) -> RunRead:
+        """Poll until the run is succeeded, failed or cancelled; RunWaitTimeout after `timeout`."""
+        waiter = Waiter(timeout, interval)
+        while True:
+            run = await self.get(run_id)
+            if on_update is not None:
+                on_update(run)
+            if waiter.done(run):
+                return run
+            await asyncio.sleep(waiter.delay(run))
+
+
+class AsyncDockfleetClient:
+    """Asyncio client: `async with AsyncDockfleetClient() as fleet: await fleet.hosts.list()`.
+
+    Same arguments, methods and errors as DockfleetClient; iterators are async iterators.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.url = resolve_url(url)
+        self.timeout = timeout
+        self._http = http or httpx.AsyncClient(
+            base_url=self.url, headers=auth_headers(token), timeout=timeout
+        )
+        self.hosts = Hosts(self)
+        self.directives = Directives(self)
+        self.tasks = Tasks(self)
+        self.runs = Runs(self)
+
+    async def __aenter__(self) -> AsyncDockfleetClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    async def send(self, call: Call[T]) -> T:
+        """Send one call and read its answer."""
+        try:
+            response = await self._http.request(
+                call.method, call.path, params=call.params, json=call.json
+            )
+        except httpx.TransportError as exc:
+            raise transport_error(self.url, exc) from None
+        return call.read(response)
+
+    async def pages(self, call: Call[Page[ItemT]]) -> AsyncIterator[ItemT]:
+        """The items of a list call, following `next` until the last page."""
+        while True:
+            page = await self.send(call)
+            for item in page.results:
+                yield item
+            if not page.next:
+                return
+            call = call.follow(page.next)
+
+    async def stream_text(self, call: Call[Any]) -> AsyncIterator[str]:
+        """Text chunks of a streamed answer (no read timeout: it lasts as long as the run)."""
+        timeout = httpx.Timeout(self.timeout, read=None)
+        try:
+            async with self._http.stream(
+                call.method, call.path, params=call.params, timeout=timeout
+            ) as response:
+                if response.is_error:
+                    await response.aread()
+                    raise error_from(response)
+                async for chunk in response.aiter_text():
+                    yield chunk
+        except httpx.TransportError as exc:
+            raise transport_error(self.url, exc) from None
+
+    async def wait_for_run(
+        self,
+        run_id: int,
+        timeout: float | None = None,  # noqa: ASYNC109 - see Runs.wait_for_run
+        **kwargs: Any,
+    ) -> RunRead:
+        """Same as `client.runs.wait_for_run`."""
+        return await self.runs.wait_for_run(run_id, timeout, **kwargs)
+
+    def follow_logs(self, run_id: int) -> AsyncIterator[str]:
+        """Same as `client.runs.follow_logs`."""
+        return self.runs.follow_logs(run_id)

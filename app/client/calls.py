@@ -1,0 +1,212 @@
+"""Every request of the API as a `Call`, built once for both the sync and the async client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import quote
+
+from pydantic import BaseModel
+
+from app.client._core import Call, body_of, model, nothing
+from app.directives.models import DirectivePage, DirectiveRead
+from app.hosts.models import HostHealth, HostPage, HostRead
+from app.runs.models import RunLogs, RunPage, RunRead, RunStatus
+from app.tasks.models import TaskPage, TaskRead
+
+Body = BaseModel | Mapping[str, Any] | None
+
+HOSTS = "/api/worker-hosts/"
+DIRECTIVES = "/api/directives/"
+TASKS = "/api/tasks/"
+RUNS = "/api/runs/"
+
+
+def _params(**values: Any) -> dict[str, Any]:
+    """Query parameters without the ones left out (None); booleans as true/false."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if value is None:
+            continue
+        out[key] = ("true" if value else "false") if isinstance(value, bool) else value
+    return out
+
+
+class HostCalls:
+    """/api/worker-hosts/: the registry, heartbeat, live check and drain."""
+
+    @staticmethod
+    def list(
+        *,
+        enabled: bool | None = None,
+        healthy: bool | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> Call[HostPage]:
+        """One page of hosts (filters: enabled, healthy)."""
+        params = _params(enabled=enabled, healthy=healthy, limit=limit, offset=offset)
+        return Call("GET", HOSTS, model(HostPage), params=params)
+
+    @staticmethod
+    def get(host_id: int) -> Call[HostRead]:
+        """One host by id."""
+        return Call("GET", f"{HOSTS}{host_id}/", model(HostRead))
+
+    @staticmethod
+    def create(body: Body = None, /, **fields: Any) -> Call[HostRead]:
+        """Register a host: a HostCreate, a dict (the runbook's JSON), and/or keyword fields."""
+        return Call("POST", HOSTS, model(HostRead), json=body_of(body, fields))
+
+    @staticmethod
+    def update(host_id: int, body: Body = None, /, **fields: Any) -> Call[HostRead]:
+        """Change the fields given (e.g. `enabled=False`)."""
+        return Call("PATCH", f"{HOSTS}{host_id}/", model(HostRead), json=body_of(body, fields))
+
+    @staticmethod
+    def delete(host_id: int) -> Call[None]:
+        """Remove a host (409 while it has active runs)."""
+        return Call("DELETE", f"{HOSTS}{host_id}/", nothing)
+
+    @staticmethod
+    def health(host_id: int, check: bool = False) -> Call[HostHealth]:
+        """The heartbeat (sets last_seen_at), or a live Docker check with `check=True`."""
+        params = _params(check=True) if check else None
+        return Call("GET", f"{HOSTS}{host_id}/health/", model(HostHealth), params=params)
+
+    @staticmethod
+    def drain(host_id: int) -> Call[HostRead]:
+        """The host takes no new runs; running ones finish."""
+        return Call("POST", f"{HOSTS}{host_id}/drain/", model(HostRead))
+
+    @staticmethod
+    def undrain(host_id: int) -> Call[HostRead]:
+        """The host takes new runs again."""
+        return Call("POST", f"{HOSTS}{host_id}/undrain/", model(HostRead))
+
+
+class DirectiveCalls:
+    """/api/directives/: named defaults (tasks, env) runs are launched from."""
+
+    @staticmethod
+    def list(*, limit: int | None = None, offset: int | None = None) -> Call[DirectivePage]:
+        """One page of directives."""
+        params = _params(limit=limit, offset=offset)
+        return Call("GET", DIRECTIVES, model(DirectivePage), params=params)
+
+    @staticmethod
+    def get(directive_id: int) -> Call[DirectiveRead]:
+        """One directive by id."""
+        return Call("GET", f"{DIRECTIVES}{directive_id}/", model(DirectiveRead))
+
+    @staticmethod
+    def create(body: Body = None, /, **fields: Any) -> Call[DirectiveRead]:
+        """Create a directive: `name`, and optionally `description`, `tasks`, `env`."""
+        return Call("POST", DIRECTIVES, model(DirectiveRead), json=body_of(body, fields))
+
+    @staticmethod
+    def update(directive_id: int, body: Body = None, /, **fields: Any) -> Call[DirectiveRead]:
+        """Change the fields given."""
+        path = f"{DIRECTIVES}{directive_id}/"
+        return Call("PATCH", path, model(DirectiveRead), json=body_of(body, fields))
+
+    @staticmethod
+    def delete(directive_id: int) -> Call[None]:
+        """Delete a directive (its runs keep their snapshot)."""
+        return Call("DELETE", f"{DIRECTIVES}{directive_id}/", nothing)
+
+
+def _task_path(key: int | str) -> str:
+    return f"{TASKS}{quote(str(key), safe='')}/"
+
+
+class TaskCalls:
+    """/api/tasks/: task definitions, by id or by name."""
+
+    @staticmethod
+    def list(
+        *, enabled: bool | None = None, limit: int | None = None, offset: int | None = None
+    ) -> Call[TaskPage]:
+        """One page of task definitions (filter: enabled)."""
+        params = _params(enabled=enabled, limit=limit, offset=offset)
+        return Call("GET", TASKS, model(TaskPage), params=params)
+
+    @staticmethod
+    def get(key: int | str) -> Call[TaskRead]:
+        """One task definition by id or name."""
+        return Call("GET", _task_path(key), model(TaskRead))
+
+    @staticmethod
+    def create(body: Body = None, /, **fields: Any) -> Call[TaskRead]:
+        """Define a task: `name`, `image`, and optionally `command`, `env`, GPUs, limits…"""
+        return Call("POST", TASKS, model(TaskRead), json=body_of(body, fields))
+
+    @staticmethod
+    def update(key: int | str, body: Body = None, /, **fields: Any) -> Call[TaskRead]:
+        """Change the fields given (e.g. `enabled=False`)."""
+        return Call("PATCH", _task_path(key), model(TaskRead), json=body_of(body, fields))
+
+    @staticmethod
+    def delete(key: int | str) -> Call[None]:
+        """Delete a task definition (runs keep their snapshot)."""
+        return Call("DELETE", _task_path(key), nothing)
+
+
+def _statuses(status: str | RunStatus | Iterable[str | RunStatus] | None) -> str | None:
+    if status is None or isinstance(status, str):  # RunStatus is a str too
+        return status or None
+    return ",".join(str(s) for s in status) or None
+
+
+class RunCalls:
+    """/api/runs/: launch, list, show, cancel, logs."""
+
+    @staticmethod
+    def launch(
+        directive_id: int, tasks: list[str] | None = None, target_host_id: int | None = None
+    ) -> Call[RunRead]:
+        """Launch a run: the directive's (or the given) tasks, anywhere or on one host."""
+        body: dict[str, Any] = {"directive_id": directive_id}
+        if tasks is not None:
+            body["tasks"] = list(tasks)
+        if target_host_id is not None:
+            body["target_host_id"] = target_host_id
+        return Call("POST", f"{RUNS}launch/", model(RunRead), json=body)
+
+    @staticmethod
+    def list(
+        *,
+        status: str | RunStatus | Iterable[str | RunStatus] | None = None,
+        worker_host_id: int | None = None,
+        directive_id: int | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> Call[RunPage]:
+        """One page of runs, newest first; `status` is one status, a comma list or a list."""
+        params = _params(
+            status=_statuses(status),
+            worker_host_id=worker_host_id,
+            directive_id=directive_id,
+            limit=limit,
+            offset=offset,
+        )
+        return Call("GET", RUNS, model(RunPage), params=params)
+
+    @staticmethod
+    def get(run_id: int) -> Call[RunRead]:
+        """One run with its tasks, host, timings and errors."""
+        return Call("GET", f"{RUNS}{run_id}/", model(RunRead))
+
+    @staticmethod
+    def cancel(run_id: int) -> Call[RunRead]:
+        """Cancel a run (409 when it already finished)."""
+        return Call("POST", f"{RUNS}{run_id}/cancel/", model(RunRead))
+
+    @staticmethod
+    def logs(run_id: int) -> Call[RunLogs]:
+        """The stored logs of every task of a run."""
+        return Call("GET", f"{RUNS}{run_id}/logs/", model(RunLogs))
+
+    @staticmethod
+    def follow_logs(run_id: int) -> Call[None]:
+        """The live log stream (read as text chunks by the clients, not by `read`)."""
+        return Call("GET", f"{RUNS}{run_id}/logs/", nothing, params={"follow": "true"})

@@ -1,0 +1,234 @@
+"""DockfleetClient: the blocking client (httpx.Client) for scripts and the CLI."""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+import httpx
+
+from app.client._core import (
+    DEFAULT_TIMEOUT,
+    Call,
+    DockfleetError,
+    Page,
+    Waiter,
+    auth_headers,
+    error_from,
+    resolve_url,
+    transport_error,
+)
+from app.client.calls import DirectiveCalls, HostCalls, RunCalls, TaskCalls
+from app.directives.models import DirectiveRead
+from app.hosts.models import HostRead
+from app.runs.models import RunRead
+from app.tasks.models import TaskRead
+
+P = ParamSpec("P")
+T = TypeVar("T")
+ItemT = TypeVar("ItemT")
+
+
+class _Room:
+    def __init__(self, client: DockfleetClient) -> None:
+        self._client = client
+
+
+def _bind(build: Callable[P, Call[T]]) -> Callable[Concatenate[_Room, P], T]:
+    """A method that sends the call `build` makes and returns what its answer reads as."""
+
+    @functools.wraps(build)
+    def method(self: _Room, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return self._client.send(build(*args, **kwargs))
+
+    return method
+
+
+def _not_found(kind: str, name: str) -> DockfleetError:
+    return DockfleetError(404, f"{kind} {name!r} not found", code="not_found")
+
+
+class Hosts(_Room):
+    """client.hosts: worker hosts."""
+
+    get = _bind(HostCalls.get)
+    create = _bind(HostCalls.create)
+    update = _bind(HostCalls.update)
+    delete = _bind(HostCalls.delete)
+    health = _bind(HostCalls.health)
+    drain = _bind(HostCalls.drain)
+    undrain = _bind(HostCalls.undrain)
+    list = _bind(HostCalls.list)
+
+    def iter(
+        self,
+        *,
+        enabled: bool | None = None,
+        healthy: bool | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[HostRead]:
+        """Every host, page after page."""
+        call = HostCalls.list(enabled=enabled, healthy=healthy, limit=page_size)
+        return self._client.pages(call)
+
+    def get_by_name(self, name: str) -> HostRead:
+        """The host with this name (404 DockfleetError when there is none)."""
+        for host in self.iter():
+            if host.name == name:
+                return host
+        raise _not_found("worker host", name)
+
+
+class Directives(_Room):
+    """client.directives: named defaults runs are launched from."""
+
+    get = _bind(DirectiveCalls.get)
+    create = _bind(DirectiveCalls.create)
+    update = _bind(DirectiveCalls.update)
+    delete = _bind(DirectiveCalls.delete)
+    list = _bind(DirectiveCalls.list)
+
+    def iter(self, *, page_size: int | None = None) -> Iterator[DirectiveRead]:
+        """Every directive, page after page."""
+        return self._client.pages(DirectiveCalls.list(limit=page_size))
+
+    def get_by_name(self, name: str) -> DirectiveRead:
+        """The directive with this name (404 DockfleetError when there is none)."""
+        for directive in self.iter():
+            if directive.name == name:
+                return directive
+        raise _not_found("directive", name)
+
+
+class Tasks(_Room):
+    """client.tasks: task definitions, by id or name."""
+
+    get = _bind(TaskCalls.get)
+    create = _bind(TaskCalls.create)
+    update = _bind(TaskCalls.update)
+    delete = _bind(TaskCalls.delete)
+    list = _bind(TaskCalls.list)
+
+    def iter(
+        self, *, enabled: bool | None = None, page_size: int | None = None
+    ) -> Iterator[TaskRead]:
+        """Every task definition, page after page."""
+        return self._client.pages(TaskCalls.list(enabled=enabled, limit=page_size))
+
+
+class Runs(_Room):
+    """client.runs: launch, list, show, cancel, logs, wait."""
+
+    launch = _bind(RunCalls.launch)
+    get = _bind(RunCalls.get)
+    cancel = _bind(RunCalls.cancel)
+    logs = _bind(RunCalls.logs)
+    list = _bind(RunCalls.list)
+
+    def iter(self, *, page_size: int | None = None, **filters: Any) -> Iterator[RunRead]:
+        """Every run matching the filters of `list` (status, worker_host_id, directive_id)."""
+        return self._client.pages(RunCalls.list(limit=page_size, **filters))
+
+    def follow_logs(self, run_id: int) -> Iterator[str]:
+        """Text chunks of the run's output as it is written, until the run ends."""
+        return self._client.stream_text(RunCalls.follow_logs(run_id))
+
+    def wait_for_run(
+        self,
+        run_id: int,
+        timeout: float | None = None,
+        *,
+        interval: float = 1.0,
+        on_update: Callable[[RunRead], object] | None = None,
+    ) -> RunRead:
+        """Poll until the run is succeeded, failed or cancelled; RunWaitTimeout after `timeout`.
+
+        `on_update` is called with the run after every poll (e.g. to show progress).
+        """
+        waiter = Waiter(timeout, interval)
+        while True:
+            run = self.get(run_id)
+            if on_update is not None:
+                on_update(run)
+            if waiter.done(run):
+                return run
+            time.sleep(waiter.delay(run))
+
+
+class DockfleetClient:
+    """Blocking client: `with DockfleetClient() as fleet: fleet.hosts.list()`.
+
+    `url` defaults to $DOCKFLEET_URL, else http://localhost:9595; `token` to
+    $DOCKFLEET_API_TOKEN. Every failure raises DockfleetError.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        http: httpx.Client | None = None,
+    ) -> None:
+        self.url = resolve_url(url)
+        self.timeout = timeout
+        self._http = http or httpx.Client(
+            base_url=self.url, headers=auth_headers(token), timeout=timeout
+        )
+        self.hosts = Hosts(self)
+        self.directives = Directives(self)
+        self.tasks = Tasks(self)
+        self.runs = Runs(self)
+
+    def __enter__(self) -> DockfleetClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def send(self, call: Call[T]) -> T:
+        """Send one call and read its answer."""
+        try:
+            response = self._http.request(
+                call.method, call.path, params=call.params, json=call.json
+            )
+        except httpx.TransportError as exc:
+            raise transport_error(self.url, exc) from None
+        return call.read(response)
+
+    def pages(self, call: Call[Page[ItemT]]) -> Iterator[ItemT]:
+        """The items of a list call, following `next` until the last page."""
+        while True:
+            page = self.send(call)
+            yield from page.results
+            if not page.next:
+                return
+            call = call.follow(page.next)
+
+    def stream_text(self, call: Call[Any]) -> Iterator[str]:
+        """Text chunks of a streamed answer (no read timeout: it lasts as long as the run)."""
+        timeout = httpx.Timeout(self.timeout, read=None)
+        try:
+            with self._http.stream(
+                call.method, call.path, params=call.params, timeout=timeout
+            ) as response:
+                if response.is_error:
+                    response.read()
+                    raise error_from(response)
+                yield from response.iter_text()
+        except httpx.TransportError as exc:
+            raise transport_error(self.url, exc) from None
+
+    def wait_for_run(self, run_id: int, timeout: float | None = None, **kwargs: Any) -> RunRead:
+        """Same as `client.runs.wait_for_run`."""
+        return self.runs.wait_for_run(run_id, timeout, **kwargs)
+
+    def follow_logs(self, run_id: int) -> Iterator[str]:
+        """Same as `client.runs.follow_logs`."""
+        return self.runs.follow_logs(run_id)
