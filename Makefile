@@ -34,8 +34,8 @@ system-deps:
 	else echo "not root: integration tests need root and will be skipped (or fail with CI=true)"; fi
 
 lint: install
-	$(BIN)/ruff check app tests bench
-	$(BIN)/ruff format --check app tests bench
+	$(BIN)/ruff check app tests bench examples
+	$(BIN)/ruff format --check app tests bench examples
 
 typecheck: install
 	$(BIN)/mypy

@@ -27,12 +27,26 @@ class PlacingOnly(Scheduler):
 async def seed(state: AppState, runs: int, gpu_runs: int) -> None:
     async with state.db.session_scope() as session:
         now = clock.now()
-        session.add(WorkerHost(name="a", type="docker_socket", base_url="unix:///tmp/a.sock",
-                               healthy=True, last_seen_at=now,
-                               capabilities={"max_concurrency": 2}))
-        session.add(WorkerHost(name="b", type="docker_socket", base_url="unix:///tmp/b.sock",
-                               healthy=True, last_seen_at=now,
-                               capabilities={"max_concurrency": 3, "gpus": True, "gpu_count": 2}))
+        session.add(
+            WorkerHost(
+                name="a",
+                type="docker_socket",
+                base_url="unix:///tmp/a.sock",
+                healthy=True,
+                last_seen_at=now,
+                capabilities={"max_concurrency": 2},
+            )
+        )
+        session.add(
+            WorkerHost(
+                name="b",
+                type="docker_socket",
+                base_url="unix:///tmp/b.sock",
+                healthy=True,
+                last_seen_at=now,
+                capabilities={"max_concurrency": 3, "gpus": True, "gpu_count": 2},
+            )
+        )
         for i in range(runs):
             session.add(Run(gpu_need=1 if i < gpu_runs else 0, directive_snapshot={"n": i}))
 
@@ -62,9 +76,16 @@ async def test_a_plan_from_a_stale_snapshot_loses_its_guard(app: FastAPI) -> Non
     state: AppState = app.state.dockfleet
     await state.services["scheduler"].stop()
     async with state.db.session_scope() as session:
-        session.add(WorkerHost(name="one-slot", type="docker_socket", base_url="unix:///tmp/x.sock",
-                               healthy=True, last_seen_at=clock.now(),
-                               capabilities={"max_concurrency": 1}))
+        session.add(
+            WorkerHost(
+                name="one-slot",
+                type="docker_socket",
+                base_url="unix:///tmp/x.sock",
+                healthy=True,
+                last_seen_at=clock.now(),
+                capabilities={"max_concurrency": 1},
+            )
+        )
         session.add(Run(directive_snapshot={}))
     x, y = PlacingOnly(state), PlacingOnly(state)
     [stale] = await x._plan()  # x sees run 1 and a free slot

@@ -52,7 +52,9 @@ def test_ties_break_on_fewest_active_then_name() -> None:
 
 
 def test_never_more_than_max_concurrency() -> None:
-    hosts = views(make_host(1, caps={"max_concurrency": 2}), make_host(2, caps={"max_concurrency": 3}))
+    hosts = views(
+        make_host(1, caps={"max_concurrency": 2}), make_host(2, caps={"max_concurrency": 3})
+    )
     placed = plan([Need(i) for i in range(20)], hosts, NOW, STALE)
     per_host = {1: 0, 2: 0}
     for p in placed:
@@ -99,8 +101,12 @@ def test_target_host_is_the_only_choice() -> None:
 def test_older_run_reserves_its_hosts_against_younger_ones() -> None:
     # Host 1 is full; the oldest run is pinned to it. A younger unpinned run may use host 2,
     # but a younger run pinned to host 1 must not jump the queue when a slot frees mid-plan.
-    hosts = views(make_host(1, caps={"max_concurrency": 1}), make_host(2), loads={1: HostLoad(active=1)})
-    placed = plan([Need(1, target_host_id=1), Need(2), Need(3, target_host_id=1)], hosts, NOW, STALE)
+    hosts = views(
+        make_host(1, caps={"max_concurrency": 1}), make_host(2), loads={1: HostLoad(active=1)}
+    )
+    placed = plan(
+        [Need(1, target_host_id=1), Need(2), Need(3, target_host_id=1)], hosts, NOW, STALE
+    )
     assert [(p.run_id, p.host_id) for p in placed] == [(2, 2)]
 
 
