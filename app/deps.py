@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.config import Settings
@@ -57,14 +58,19 @@ async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 
-def require_token(request: Request, settings: SettingsDep) -> None:
+_bearer = HTTPBearer(auto_error=False, description="DOCKFLEET_API_TOKEN, when the server sets one")
+
+
+def require_token(
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
     """When DOCKFLEET_API_TOKEN is set, demand `Authorization: Bearer <token>`."""
     if settings.api_token is None:
         return
-    expected = settings.api_token.get_secret_value()
-    header = request.headers.get("authorization", "")
-    scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip(), expected):
+    expected = settings.api_token.get_secret_value().encode()
+    given = credentials.credentials.encode() if credentials is not None else b""
+    if not secrets.compare_digest(given, expected):
         raise Unauthorized("missing or wrong bearer token")
 
 

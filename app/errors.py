@@ -22,6 +22,8 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 log = logging.getLogger("dockfleet")
@@ -116,7 +118,14 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": "internal server error", "code": "internal"}, status_code=500)
 
 
+async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    detail = jsonable_encoder(exc.errors(), exclude={"url"})
+    return JSONResponse({"detail": detail, "code": InvalidField.code}, status_code=422)
+
+
 def install(app: FastAPI) -> None:
     """Map the whole tree (and anything unexpected) to JSON responses."""
     app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(Exception, _unexpected)

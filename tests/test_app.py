@@ -121,3 +121,18 @@ async def test_metrics_escape_label_values(client: httpx.AsyncClient) -> None:
     assert (await client.post("/api/worker-hosts/", json=body)).status_code == 201
     text = (await client.get("/metrics")).text
     assert 'host="quote\\"back\\\\slash"' in text
+
+
+async def test_request_validation_errors_carry_the_invalid_code(client: httpx.AsyncClient) -> None:
+    r = await client.post("/api/worker-hosts/", json={"type": "docker_socket"})
+    assert r.status_code == 422
+    body = r.json()
+    assert body["code"] == "invalid"
+    assert ["body", "name"] in [e["loc"] for e in body["detail"]]
+
+
+async def test_openapi_declares_the_bearer_scheme(client: httpx.AsyncClient) -> None:
+    schema = (await client.get("/openapi.json")).json()
+    assert any(
+        s.get("scheme") == "bearer" for s in schema["components"]["securitySchemes"].values()
+    )
