@@ -106,6 +106,8 @@ class Supervisor:
         return await self._await_exit(run, task, ep, cid)
 
     async def _begin(self, task: RunTask) -> RunTask:
+        """Record a new attempt; updates `task` in place, because the caller records the
+        outcome with that same object (its attempt decides retries, its container is removed)."""
         async with self.state.db.session_scope() as session:
             row = await session.get(RunTask, task.id)
             assert row is not None
@@ -113,7 +115,9 @@ class Supervisor:
             row.started_at, row.finished_at = clock.now(), None
             row.container_id, row.exit_code = None, None
             session.add(row)
-        return row
+        for key in ("status", "attempt", "started_at", "finished_at", "container_id", "exit_code"):
+            setattr(task, key, getattr(row, key))
+        return task
 
     async def _ensure_started(self, run: Run, task: RunTask, ep: Endpoint, name: str) -> str | None:
         """The id of the running (or already exited) container of this attempt."""
