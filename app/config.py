@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     reconcile_interval_seconds: float = Field(
         120, ge=0, description="Seconds between reconciler passes; 0 runs it only at start-up."
     )
+    lease_seconds: float = Field(
+        30,
+        ge=3,
+        description="A run's supervision lease; another orchestrator may adopt it once it lapses.",
+    )
     max_log_bytes: int = Field(
         1024 * 1024, ge=1024, description="Tail of each task's logs kept after its container goes."
     )

@@ -80,6 +80,12 @@ class Run(SQLModel, table=True):
     gpu_device_ids: list[str] = SQLField(default_factory=list, sa_column=Column(JSON))
     placements: int = SQLField(default=0, description="How many times the run was placed.")
     cancel_requested: bool = False
+    supervisor: str | None = SQLField(
+        default=None, max_length=200, description="The orchestrator process driving the run."
+    )
+    lease_expires_at: datetime | None = SQLField(
+        default=None, sa_type=UTCDateTime, description="Others may take the run over after this."
+    )
     error: str | None = SQLField(default=None, sa_column=Column(Text))
     created_at: datetime = SQLField(default_factory=clock.now, sa_type=UTCDateTime, index=True)
     placed_at: datetime | None = SQLField(default=None, sa_type=UTCDateTime)

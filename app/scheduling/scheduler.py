@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import timedelta
 
 from sqlalchemy import update
 from sqlmodel import col, select
@@ -15,6 +16,7 @@ from app.hosts import store as hosts_store
 from app.hosts.models import WorkerHost
 from app.runs import store
 from app.runs.models import ACTIVE, Run, RunStatus
+from app.scheduling import ownership
 from app.scheduling.placement import HostView, Need, Placement, plan
 from app.scheduling.supervisor import Supervisor
 
@@ -32,6 +34,9 @@ class Scheduler:
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self.supervisors: dict[int, tuple[Supervisor, asyncio.Task[None]]] = {}
+        self.me = ownership.new_owner_id()
+        self.lease = state.settings.lease_seconds
+        self._renewed_at = 0.0
 
     def wake(self) -> None:
         """Ask for a placement pass soon (a slot freed, a host came back, a run was added)."""
@@ -94,6 +99,8 @@ class Scheduler:
                 gpu_device_ids=list(p.gpu_ids),
                 placed_at=clock.now(),
                 placements=run.placements + 1,
+                supervisor=self.me,
+                lease_expires_at=clock.now() + timedelta(seconds=self.lease),
             )
             if not ok:
                 await session.rollback()
@@ -120,16 +127,42 @@ class Scheduler:
         return True
 
     async def adopt(self) -> list[int]:
-        """Supervise every active run that has no Supervisor in this process."""
+        """Supervise active runs nobody drives: unowned, ours, or whose owner died or lapsed."""
         async with self.state.db.sessions() as session:
             active = await store.runs_in(session, set(ACTIVE))
-        adopted = [r.id for r in active if r.id is not None and r.id not in self.supervisors]
-        for run_id in adopted:
-            self.supervise(run_id)
+        adopted = []
+        for run in active:
+            if run.id is None or run.id in self.supervisors:
+                continue
+            async with self.state.db.sessions() as session:
+                now = clock.now()
+                taken = await ownership.claim(
+                    session, run.id, self.me, run.supervisor, now, self.lease
+                )
+                await session.commit()
+            if taken:
+                if run.supervisor not in (None, self.me):
+                    log.info("run %s adopted from %s", run.id, run.supervisor)
+                adopted.append(run.id)
+                self.supervise(run.id)
         return adopted
 
+    async def keep_leases(self) -> None:
+        """Renew our leases; stop driving any run another process has taken over."""
+        async with self.state.db.session_scope() as session:
+            await ownership.renew(session, self.me, clock.now(), self.lease)
+            query = select(Run.id, Run.supervisor).where(col(Run.id).in_(list(self.supervisors)))
+            owners = dict((await session.exec(query)).all())
+        for run_id, owner in owners.items():
+            if owner not in (None, self.me) and run_id in self.supervisors:
+                log.warning("run %s is now driven by %s; letting go", run_id, owner)
+                self.supervisors[run_id][1].cancel()
+        self._renewed_at = asyncio.get_running_loop().time()
+
     async def tick(self) -> list[Placement]:
-        """Adopt unsupervised active runs, then place what can be placed."""
+        """Keep our leases, adopt runs nobody drives, then place what can be placed."""
+        if asyncio.get_running_loop().time() - self._renewed_at >= self.lease / 3:
+            await self.keep_leases()
         await self.adopt()
         return await self.place()
 
@@ -159,3 +192,8 @@ class Scheduler:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._task = None
         self.supervisors.clear()
+        try:
+            async with self.state.db.session_scope() as session:
+                await ownership.release(session, self.me)
+        except Exception:  # the leases lapse by themselves
+            log.warning("could not release run leases at shutdown", exc_info=True)

@@ -327,6 +327,8 @@ class Supervisor:
                     worker_host_id=None,
                     worker_host_name=None,
                     gpu_device_ids=[],
+                    supervisor=None,
+                    lease_expires_at=None,
                 )
             else:
                 await self._skip_rest(session)
