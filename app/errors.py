@@ -79,7 +79,8 @@ class InvalidField(AppError):
     status, code = 422, "invalid"
 
     def __init__(self, field: str | list[str | int], message: str) -> None:
-        loc = ["body", *([field] if isinstance(field, str) else field)]
+        parts = [field] if isinstance(field, str) else list(field)
+        loc = parts if parts[0] in ("query", "path") else ["body", *parts]
         super().__init__([{"loc": loc, "msg": message, "type": "value_error"}])
 
 
