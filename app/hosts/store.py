@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import column, func, table
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app import clock
-from app.errors import Conflict, not_found
 from app.hosts.eligibility import HostLoad, ineligible_reasons, is_stale
 from app.hosts.models import HostRead, WorkerHost
+from app.named import NamedStore
 
 # The runs table, read by name so that imports keep flowing one way (runs imports hosts).
 RUNS = table(
@@ -25,23 +22,13 @@ RUNS = table(
 ACTIVE_STATUSES = ("starting", "running")
 
 
-async def get(session: AsyncSession, host_id: int) -> WorkerHost | None:
-    """One host by id."""
-    return await session.get(WorkerHost, host_id)
-
-
-async def get_or_raise(session: AsyncSession, host_id: int) -> WorkerHost:
-    """One host by id, or 404."""
-    host = await get(session, host_id)
-    if host is None:
-        raise not_found("worker host", host_id)
-    return host
-
-
-async def get_by_name(session: AsyncSession, name: str) -> WorkerHost | None:
-    """One host by its unique name."""
-    result = await session.exec(select(WorkerHost).where(col(WorkerHost.name) == name))
-    return result.first()
+_rows = NamedStore(WorkerHost, "worker host")
+get = _rows.get
+get_by_name = _rows.get_by_name
+get_or_raise = _rows.get_or_raise
+create = _rows.create
+update = _rows.update
+delete = _rows.delete
 
 
 async def list_hosts(
@@ -58,36 +45,7 @@ async def list_hosts(
         query = query.where(col(WorkerHost.enabled) == enabled)
     if healthy is not None:
         query = query.where(col(WorkerHost.healthy) == healthy)
-    total = (await session.exec(select(func.count()).select_from(query.subquery()))).one()
-    page = await session.exec(query.order_by(col(WorkerHost.id)).limit(limit).offset(offset))
-    return total, list(page.all())
-
-
-async def create(session: AsyncSession, host: WorkerHost) -> WorkerHost:
-    """Insert a host; 409 when the name is taken."""
-    if await get_by_name(session, host.name) is not None:
-        raise Conflict(f"a worker host named {host.name!r} already exists")
-    session.add(host)
-    try:
-        await session.flush()
-    except IntegrityError as exc:
-        raise Conflict(f"a worker host named {host.name!r} already exists") from exc
-    return host
-
-
-async def update(session: AsyncSession, host: WorkerHost, changes: dict[str, Any]) -> WorkerHost:
-    """Apply changes to a host; 409 when a new name is taken."""
-    new_name = changes.get("name")
-    if new_name and new_name != host.name:
-        other = await get_by_name(session, new_name)
-        if other is not None:
-            raise Conflict(f"a worker host named {new_name!r} already exists")
-    for key, value in changes.items():
-        setattr(host, key, value)
-    host.updated_at = clock.now()
-    session.add(host)
-    await session.flush()
-    return host
+    return await _rows.page(session, query, limit, offset)
 
 
 async def loads(session: AsyncSession, host_ids: list[int] | None = None) -> dict[int, HostLoad]:
@@ -131,9 +89,3 @@ async def pending_targeting(session: AsyncSession, host_id: int) -> int:
     """Pending runs pinned to this host (deleting it would strand them)."""
     query = select(func.count()).where(RUNS.c.target_host_id == host_id, RUNS.c.status == "pending")
     return (await session.exec(query)).one()
-
-
-async def delete(session: AsyncSession, host: WorkerHost) -> None:
-    """Delete a host (the caller checked it has no active runs)."""
-    await session.delete(host)
-    await session.flush()

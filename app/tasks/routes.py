@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path, Query, Request, Response, status
 
 from app.deps import PageDep, SessionDep, page_links
 from app.errors import InvalidField
+from app.named import parse_key
 from app.openapi import ERRORS, examples
 from app.tasks import store
 from app.tasks.models import (
@@ -71,7 +72,7 @@ async def list_tasks(
 )
 async def get_task(key: TaskKey, session: SessionDep) -> TaskRead:
     """One task definition, by id or by name."""
-    return store.to_read(await store.get_or_raise(session, store.parse_key(key)))
+    return store.to_read(await store.get_or_raise(session, parse_key(key)))
 
 
 @router.patch(
@@ -88,7 +89,7 @@ async def update_task(
     null clears an optional field (command, timeout, limits, network mode) and leaves the
     others unchanged. Runs already launched keep the snapshot they were launched with.
     """
-    task = await store.get_or_raise(session, store.parse_key(key))
+    task = await store.get_or_raise(session, parse_key(key))
     changes: dict[str, Any] = body.model_dump(exclude_unset=True)
     for name in _NOT_NULL:
         if name in changes and changes[name] is None:
@@ -110,7 +111,7 @@ async def update_task(
 )
 async def delete_task(key: TaskKey, session: SessionDep) -> Response:
     """Delete a task definition; runs that used it keep their own snapshot of it."""
-    task = await store.get_or_raise(session, store.parse_key(key))
+    task = await store.get_or_raise(session, parse_key(key))
     await store.delete(session, task)
     await session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
