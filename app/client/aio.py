@@ -12,7 +12,6 @@ import httpx
 from app.client._core import (
     DEFAULT_TIMEOUT,
     Call,
-    DockfleetError,
     Page,
     Waiter,
     auth_headers,
@@ -48,14 +47,11 @@ def _bind(
     return method
 
 
-def _not_found(kind: str, name: str) -> DockfleetError:
-    return DockfleetError(404, f"{kind} {name!r} not found", code="not_found")
-
-
 class Hosts(_Room):
     """client.hosts: worker hosts."""
 
     get = _bind(HostCalls.get)
+    get_by_name = _bind(HostCalls.by_name)
     create = _bind(HostCalls.create)
     update = _bind(HostCalls.update)
     delete = _bind(HostCalls.delete)
@@ -75,18 +71,12 @@ class Hosts(_Room):
         call = HostCalls.list(enabled=enabled, healthy=healthy, limit=page_size)
         return self._client.pages(call)
 
-    async def get_by_name(self, name: str) -> HostRead:
-        """The host with this name (404 DockfleetError when there is none)."""
-        async for host in self.iter():
-            if host.name == name:
-                return host
-        raise _not_found("worker host", name)
-
 
 class Directives(_Room):
     """client.directives: named defaults runs are launched from."""
 
     get = _bind(DirectiveCalls.get)
+    get_by_name = _bind(DirectiveCalls.by_name)
     create = _bind(DirectiveCalls.create)
     update = _bind(DirectiveCalls.update)
     delete = _bind(DirectiveCalls.delete)
@@ -95,13 +85,6 @@ class Directives(_Room):
     def iter(self, *, page_size: int | None = None) -> AsyncIterator[DirectiveRead]:
         """Every directive, page after page."""
         return self._client.pages(DirectiveCalls.list(limit=page_size))
-
-    async def get_by_name(self, name: str) -> DirectiveRead:
-        """The directive with this name (404 DockfleetError when there is none)."""
-        async for directive in self.iter():
-            if directive.name == name:
-                return directive
-        raise _not_found("directive", name)
 
 
 class Tasks(_Room):

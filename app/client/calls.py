@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 from pydantic import BaseModel
 
-from app.client._core import Call, body_of, model, nothing
+from app.client._core import Call, DockfleetError, body_of, model, nothing
 from app.directives.models import DirectivePage, DirectiveRead
 from app.hosts.models import HostHealth, HostPage, HostRead
 from app.runs.models import RunLogs, RunPage, RunRead, RunStatus
@@ -20,6 +20,19 @@ HOSTS = "/api/worker-hosts/"
 DIRECTIVES = "/api/directives/"
 TASKS = "/api/tasks/"
 RUNS = "/api/runs/"
+
+
+def _first(page_cls: type[HostPage] | type[DirectivePage], kind: str, name: str) -> Any:
+    """A reader of a one-name list: its only item, or a 404 DockfleetError."""
+    read_page = model(page_cls)
+
+    def read(response: Any) -> Any:
+        page = read_page(response)
+        if not page.results:
+            raise DockfleetError(404, f"{kind} {name!r} not found", code="not_found")
+        return page.results[0]
+
+    return read
 
 
 def _params(**values: Any) -> dict[str, Any]:
@@ -46,6 +59,12 @@ class HostCalls:
         """One page of hosts (filters: enabled, healthy)."""
         params = _params(enabled=enabled, healthy=healthy, limit=limit, offset=offset)
         return Call("GET", HOSTS, model(HostPage), params=params)
+
+    @staticmethod
+    def by_name(name: str) -> Call[HostRead]:
+        """The host with this name (404 DockfleetError when there is none)."""
+        read = _first(HostPage, "worker host", name)
+        return Call("GET", HOSTS, read, params={"name": name})
 
     @staticmethod
     def get(host_id: int) -> Call[HostRead]:
@@ -92,6 +111,12 @@ class DirectiveCalls:
         """One page of directives."""
         params = _params(limit=limit, offset=offset)
         return Call("GET", DIRECTIVES, model(DirectivePage), params=params)
+
+    @staticmethod
+    def by_name(name: str) -> Call[DirectiveRead]:
+        """The directive with this name (404 DockfleetError when there is none)."""
+        read = _first(DirectivePage, "directive", name)
+        return Call("GET", DIRECTIVES, read, params={"name": name})
 
     @staticmethod
     def get(directive_id: int) -> Call[DirectiveRead]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 
 from app.deps import PageDep, SessionDep, page_links
 from app.directives import store
@@ -42,9 +42,18 @@ async def create_directive(
 
 
 @router.get("/", response_model=DirectivePage, summary="List directives")
-async def list_directives(request: Request, session: SessionDep, page: PageDep) -> DirectivePage:
+async def list_directives(
+    request: Request,
+    session: SessionDep,
+    page: PageDep,
+    name: Annotated[
+        str | None, Query(description="Only the directive with this exact name.")
+    ] = None,
+) -> DirectivePage:
     """Every directive, ordered by id, a page at a time."""
-    count, directives = await store.list_directives(session, limit=page.limit, offset=page.offset)
+    count, directives = await store.list_directives(
+        session, name=name, limit=page.limit, offset=page.offset
+    )
     nxt, prev = page_links(request, page, count)
     results = [store.to_read(d) for d in directives]
     return DirectivePage(count=count, next=nxt, previous=prev, results=results)

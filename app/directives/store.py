@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import column, table
-from sqlmodel import select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.directives.models import Directive, DirectiveRead
@@ -24,10 +24,13 @@ delete = _rows.delete  # its runs keep their snapshot (the FK sets directive_id 
 
 
 async def list_directives(
-    session: AsyncSession, *, limit: int = 100, offset: int = 0
+    session: AsyncSession, *, name: str | None = None, limit: int = 100, offset: int = 0
 ) -> tuple[int, list[Directive]]:
-    """A page of directives ordered by id, and the total count."""
-    return await _rows.page(session, select(Directive), limit, offset)
+    """A page of directives ordered by id (optionally the one named), and the total count."""
+    query = select(Directive)
+    if name is not None:
+        query = query.where(col(Directive.name) == name)
+    return await _rows.page(session, query, limit, offset)
 
 
 async def check_tasks(session: AsyncSession, names: list[str]) -> None:

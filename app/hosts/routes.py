@@ -78,10 +78,11 @@ async def list_hosts(
     page: PageDep,
     enabled: Annotated[bool | None, Query(description="Only enabled (or disabled) hosts.")] = None,
     healthy: Annotated[bool | None, Query(description="Only healthy (or unhealthy) hosts.")] = None,
+    name: Annotated[str | None, Query(description="Only the host with this exact name.")] = None,
 ) -> HostPage:
     """Every host with `is_stale`, `active_runs_count` and why it cannot take runs, if so."""
     count, hosts = await store.list_hosts(
-        session, enabled=enabled, healthy=healthy, limit=page.limit, offset=page.offset
+        session, enabled=enabled, healthy=healthy, limit=page.limit, offset=page.offset, name=name
     )
     loads = await store.loads(session, [h.id for h in hosts if h.id is not None])
     stale_after = state.settings.stale_after_seconds

@@ -36,6 +36,7 @@ async def list_hosts(
     *,
     enabled: bool | None = None,
     healthy: bool | None = None,
+    name: str | None = None,
     limit: int = 100,
     offset: int = 0,
 ) -> tuple[int, list[WorkerHost]]:
@@ -45,6 +46,8 @@ async def list_hosts(
         query = query.where(col(WorkerHost.enabled) == enabled)
     if healthy is not None:
         query = query.where(col(WorkerHost.healthy) == healthy)
+    if name is not None:
+        query = query.where(col(WorkerHost.name) == name)
     return await _rows.page(session, query, limit, offset)
 
 

@@ -393,3 +393,10 @@ async def test_patch_name_is_stripped_and_blank_rejected(client: httpx.AsyncClie
     assert r.status_code == 422
     r = await client.patch(f"/api/worker-hosts/{other['id']}/", json={"name": " taken "})
     assert r.status_code == 409
+
+
+async def test_list_filters_by_exact_name(client: httpx.AsyncClient) -> None:
+    await client.post("/api/worker-hosts/", json=host_payload(name="alpha"))
+    await client.post("/api/worker-hosts/", json=host_payload(name="alphabet"))
+    page = (await client.get("/api/worker-hosts/", params={"name": "alpha"})).json()
+    assert [h["name"] for h in page["results"]] == ["alpha"]
