@@ -199,7 +199,9 @@ class Supervisor:
                 return "timeout"
             budget = min(budget, left)
         async with self.state.pool.docker(ep) as docker:
-            found = await containers.state(docker, cid)
+            # A silent network (no RST, no FIN) must not hang the run: bound the quick call.
+            async with asyncio.timeout(self.state.settings.docker_timeout_seconds):
+                found = await containers.state(docker, cid)
             if found is None:
                 return "vanished"
             if found.exit_code is not None:
