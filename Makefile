@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SYSTEM_PACKAGES := docker.io openssh-server busybox-static iproute2 util-linux openssl
 
-.PHONY: install run test lint typecheck pytest system-deps bench clean
+.PHONY: install run test lint typecheck pytest system-deps bench bench-fleet clean
 
 install: $(STAMP)
 
@@ -47,6 +47,10 @@ test: install system-deps lint typecheck pytest
 
 bench: install
 	$(BIN)/python -m bench.placement_bench
+
+# Needs root: starts its own dockerds and sshd (tests/fleet), like the integration tests.
+bench-fleet: install system-deps
+	$(BIN)/python -m bench.fleet_bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
