@@ -7,6 +7,8 @@ tests/integration/test_examples.py.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -31,7 +33,7 @@ from app.client import (
     TaskRead,
 )
 from app.client._core import Waiter, resolve_url
-from tests.live_server import LiveServer, free_port, live_server
+from tests.live_server import ROOT, LiveServer, free_port, live_server
 
 MISSING_SOCKET = "unix:///nonexistent/dockfleet-test/docker.sock"
 
@@ -295,3 +297,31 @@ async def test_async_client_unreachable() -> None:
         with pytest.raises(DockfleetError) as info:
             await fleet.tasks.list()
     assert info.value.status is None and f"cannot reach dockfleet at {url}" in str(info.value)
+
+
+NO_DATABASE_LAYER = """
+import sys
+import app.cli, app.client
+import app.directives.schemas, app.hosts.schemas, app.runs.schemas, app.tasks.schemas
+loaded = [m for m in ("sqlalchemy", "sqlmodel", "app.db") if m in sys.modules]
+assert not loaded, loaded
+"""
+
+
+def test_client_does_not_import_the_database_layer() -> None:
+    # A fresh interpreter: this one has the server (and SQLAlchemy) loaded already.
+    proc = subprocess.run(
+        [sys.executable, "-c", NO_DATABASE_LAYER], cwd=ROOT, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_room_models_re_export_the_schemas() -> None:
+    from app.hosts import models as host_models
+    from app.hosts import schemas as host_schemas
+    from app.runs import models as run_models
+    from app.runs import schemas as run_schemas
+
+    assert host_models.HostRead is host_schemas.HostRead is HostRead
+    assert run_models.RunStatus is run_schemas.RunStatus is RunStatus
+    assert run_models.FINAL is run_schemas.FINAL

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from app.cli import render_runs as render
 from app.cli.common import JsonOpt, client, err, fail, out, print_json
-from app.runs.models import ACTIVE, RunStatus
+from app.runs.schemas import ACTIVE, RunStatus
 
 
 def serve(

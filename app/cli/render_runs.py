@@ -22,7 +22,7 @@ from app.cli.render import (
     table_of,
 )
 from app.client import HostRead, RunLogs, RunRead
-from app.runs.models import RunStatus
+from app.runs.schemas import RunStatus
 
 RUN_STYLE = {
     RunStatus.pending: "yellow",

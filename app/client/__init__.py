@@ -1,4 +1,4 @@
-"""Python clients of the dockfleet API (sync and async, on httpx), typed with the server's models.
+"""Python clients of the dockfleet API (sync and async, on httpx), typed with the server's schemas.
 
     from app.client import DockfleetClient
 
@@ -13,10 +13,10 @@ Every failure raises DockfleetError (`.status`, `.detail`; status None when unre
 from app.client._core import DEFAULT_URL, DockfleetError, RunWaitTimeout
 from app.client.aio import AsyncDockfleetClient
 from app.client.sync import DockfleetClient
-from app.directives.models import DirectivePage, DirectiveRead
-from app.hosts.models import HostCreate, HostHealth, HostPage, HostRead, HostType, HostUpdate
-from app.runs.models import RunLogs, RunPage, RunRead, RunStatus
-from app.tasks.models import TaskPage, TaskRead
+from app.directives.schemas import DirectivePage, DirectiveRead
+from app.hosts.schemas import HostCreate, HostHealth, HostPage, HostRead, HostType, HostUpdate
+from app.runs.schemas import RunLogs, RunPage, RunRead, RunStatus
+from app.tasks.schemas import TaskPage, TaskRead
 
 __all__ = [
     "DEFAULT_URL",

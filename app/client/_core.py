@@ -15,7 +15,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import httpx
 from pydantic import BaseModel
 
-from app.runs.models import FINAL, RunRead
+from app.runs.schemas import FINAL, RunRead
 
 DEFAULT_URL = "http://localhost:9595"
 DEFAULT_TIMEOUT = 30.0

@@ -9,10 +9,10 @@ from urllib.parse import quote
 from pydantic import BaseModel
 
 from app.client._core import Call, DockfleetError, body_of, model, nothing
-from app.directives.models import DirectivePage, DirectiveRead
-from app.hosts.models import HostHealth, HostPage, HostRead
-from app.runs.models import RunLogs, RunPage, RunRead, RunStatus
-from app.tasks.models import TaskPage, TaskRead
+from app.directives.schemas import DirectivePage, DirectiveRead
+from app.hosts.schemas import HostHealth, HostPage, HostRead
+from app.runs.schemas import RunLogs, RunPage, RunRead, RunStatus
+from app.tasks.schemas import TaskPage, TaskRead
 
 Body = BaseModel | Mapping[str, Any] | None
 

@@ -20,10 +20,10 @@ from app.client._core import (
     transport_error,
 )
 from app.client.calls import DirectiveCalls, HostCalls, RunCalls, TaskCalls
-from app.directives.models import DirectiveRead
-from app.hosts.models import HostRead
-from app.runs.models import RunRead
-from app.tasks.models import TaskRead
+from app.directives.schemas import DirectiveRead
+from app.hosts.schemas import HostRead
+from app.runs.schemas import RunRead
+from app.tasks.schemas import TaskRead
 
 P = ParamSpec("P")
 T = TypeVar("T")

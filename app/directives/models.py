@@ -1,19 +1,34 @@
-"""Directive: the table and its request/response schemas."""
+"""Directive: the table (its request/response schemas live in schemas.py)."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import JSON, Column
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
 
 from app import clock
 from app.db import UTCDateTime
+from app.directives.schemas import (
+    ENV_KEY,
+    DirectiveCreate,
+    DirectivePage,
+    DirectiveRead,
+    DirectiveUpdate,
+)
 
-ENV_KEY = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# The schemas are re-exported so `from app.directives.models import DirectiveRead` keeps
+# working; the client and the CLI import schemas.py, which loads no database layer.
+__all__ = [
+    "ENV_KEY",
+    "Directive",
+    "DirectiveCreate",
+    "DirectivePage",
+    "DirectiveRead",
+    "DirectiveUpdate",
+]
 
 
 class Directive(SQLModel, table=True):
@@ -38,62 +53,3 @@ class Directive(SQLModel, table=True):
             "tasks": list(self.tasks),
             "env": dict(self.env),
         }
-
-
-class _Strict(BaseModel):
-    """Request bodies: JSON types as given, unknown fields rejected, the name stripped."""
-
-    model_config = ConfigDict(strict=True, extra="forbid")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _strip_name(cls, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("name"), str):
-            data = {**data, "name": data["name"].strip()}
-        return data
-
-
-EnvKey = Annotated[str, Field(pattern=ENV_KEY)]
-
-
-class DirectiveCreate(_Strict):
-    """Body of POST /api/directives/."""
-
-    name: str = Field(min_length=1, max_length=200)
-    description: str = Field("", max_length=2000)
-    tasks: list[str] = Field(
-        default_factory=list, description="Default tasks; empty = every enabled task."
-    )
-    env: dict[EnvKey, str] = Field(
-        default_factory=dict, description="Passed to every container of its runs."
-    )
-
-
-class DirectiveUpdate(_Strict):
-    """Body of PATCH /api/directives/{id}/."""
-
-    name: str | None = Field(None, min_length=1, max_length=200)
-    description: str | None = Field(None, max_length=2000)
-    tasks: list[str] | None = None
-    env: dict[EnvKey, str] | None = None
-
-
-class DirectiveRead(BaseModel):
-    """A directive as the API shows it."""
-
-    id: int
-    name: str
-    description: str
-    tasks: list[str]
-    env: dict[str, str]
-    created_at: datetime
-    updated_at: datetime
-
-
-class DirectivePage(BaseModel):
-    """A page of directives."""
-
-    count: int
-    next: str | None
-    previous: str | None
-    results: list[DirectiveRead]

@@ -1,0 +1,69 @@
+"""The directive API's schemas: create and update bodies, the directive as shown, a page."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+ENV_KEY = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class _Strict(BaseModel):
+    """Request bodies: JSON types as given, unknown fields rejected, the name stripped."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _strip_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("name"), str):
+            data = {**data, "name": data["name"].strip()}
+        return data
+
+
+EnvKey = Annotated[str, Field(pattern=ENV_KEY)]
+
+
+class DirectiveCreate(_Strict):
+    """Body of POST /api/directives/."""
+
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field("", max_length=2000)
+    tasks: list[str] = Field(
+        default_factory=list, description="Default tasks; empty = every enabled task."
+    )
+    env: dict[EnvKey, str] = Field(
+        default_factory=dict, description="Passed to every container of its runs."
+    )
+
+
+class DirectiveUpdate(_Strict):
+    """Body of PATCH /api/directives/{id}/."""
+
+    name: str | None = Field(None, min_length=1, max_length=200)
+    description: str | None = Field(None, max_length=2000)
+    tasks: list[str] | None = None
+    env: dict[EnvKey, str] | None = None
+
+
+class DirectiveRead(BaseModel):
+    """A directive as the API shows it."""
+
+    id: int
+    name: str
+    description: str
+    tasks: list[str]
+    env: dict[str, str]
+    created_at: datetime
+    updated_at: datetime
+
+
+class DirectivePage(BaseModel):
+    """A page of directives."""
+
+    count: int
+    next: str | None
+    previous: str | None
+    results: list[DirectiveRead]

@@ -1,0 +1,126 @@
+"""The task API's schemas: create and update bodies with their validators, the task as shown."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+NAME = r"^[a-z0-9][a-z0-9_.-]{0,99}$"
+# registry[:port]/path[:tag][@digest], lower-case path components, as Docker accepts them.
+_IMAGE = re.compile(
+    r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._-]+[a-z0-9]+)*"
+    r"(?:/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
+)
+NETWORK_MODES = ("bridge", "host", "none")
+GPU_NEEDS_FLAG = "gpu_count > 0 needs requires_gpu: true"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class _TaskFields(_Strict):
+    description: str | None = Field(None, max_length=2000)
+    image: str | None = Field(None, min_length=1, max_length=300)
+    command: list[str] | str | None = Field(
+        None, description="argv list, or a string split like a shell"
+    )
+    env: dict[str, str] | None = None
+    requires_gpu: bool | None = None
+    gpu_count: int | None = Field(None, ge=0, le=64)
+    timeout_seconds: int | None = Field(None, gt=0, description="Kill the container after this.")
+    max_retries: int | None = Field(None, ge=0, le=20)
+    binds: list[str] | None = Field(None, description='Docker binds, e.g. "/var/log:/host/log:ro"')
+    network_mode: str | None = Field(None, min_length=1, max_length=100)
+    cpu_limit: float | None = Field(None, gt=0, le=1024, description="CPUs, e.g. 0.5")
+    memory_limit_mb: int | None = Field(None, gt=0, description="Memory limit in MiB")
+    enabled: bool | None = None
+
+    @field_validator("name", check_fields=False)
+    @classmethod
+    def _not_an_id(cls, value: str | None) -> str | None:
+        # /tasks/{id or name}/ reads an all-digit key as an id, so a name must not be one.
+        if value is not None and value.isdigit():
+            raise ValueError("a task name cannot be only digits (it would read as an id)")
+        return value
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str | None) -> str | None:
+        if value is not None and not _IMAGE.match(value):
+            raise ValueError(f"{value!r} is not a valid image reference")
+        return value
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, value: list[str] | str | None) -> list[str] | str | None:
+        if isinstance(value, str):
+            try:
+                return shlex.split(value)
+            except ValueError as exc:
+                raise ValueError(f"cannot split command: {exc}") from exc
+        return value
+
+    @field_validator("binds")
+    @classmethod
+    def _binds(cls, value: list[str] | None) -> list[str] | None:
+        for bind in value or []:
+            parts = bind.split(":")
+            if len(parts) not in (2, 3) or not parts[1].startswith("/"):
+                raise ValueError(f"bind {bind!r} must be source:/container/path[:ro|rw]")
+        return value
+
+
+class TaskCreate(_TaskFields):
+    """Body of POST /api/tasks/."""
+
+    name: str = Field(pattern=NAME, description="Slug: lower-case letters, digits, _ . -")
+    image: str = Field(min_length=1, max_length=300)
+
+    @field_validator("gpu_count")
+    @classmethod
+    def _gpu(cls, value: int | None, info: ValidationInfo) -> int | None:
+        # requires_gpu is declared before gpu_count, so it is already in info.data.
+        if value and not info.data.get("requires_gpu"):
+            raise ValueError(GPU_NEEDS_FLAG)
+        return value
+
+
+class TaskUpdate(_TaskFields):
+    """Body of PATCH /api/tasks/{id or name}/."""
+
+    name: str | None = Field(None, pattern=NAME)
+
+
+class TaskRead(BaseModel):
+    """A task definition as the API shows it."""
+
+    id: int
+    name: str
+    description: str
+    image: str
+    command: list[str] | None
+    env: dict[str, str]
+    requires_gpu: bool
+    gpu_count: int
+    timeout_seconds: int | None
+    max_retries: int
+    binds: list[str]
+    network_mode: str | None
+    cpu_limit: float | None
+    memory_limit_mb: int | None
+    enabled: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class TaskPage(BaseModel):
+    """A page of task definitions."""
+
+    count: int
+    next: str | None
+    previous: str | None
+    results: list[TaskRead]
