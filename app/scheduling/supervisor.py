@@ -5,10 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
-
-from sqlalchemy import update
-from sqlmodel import col
 
 from app import clock
 from app.deps import AppState
@@ -19,22 +15,11 @@ from app.hosts.eligibility import is_stale
 from app.hosts.models import WorkerHost
 from app.runs import store
 from app.runs.models import FINAL, Run, RunStatus, RunTask, TaskStatus
-from app.scheduling import spec
+from app.scheduling import records, spec
+from app.scheduling.records import Outcome
 
 log = logging.getLogger("dockfleet.supervisor")
 POLL_SECONDS = 2.0
-
-
-@dataclass
-class Outcome:
-    """How one attempt ended."""
-
-    status: TaskStatus  # succeeded, failed or cancelled
-    exit_code: int | None = None
-    error: str | None = None
-    logs: str = ""
-    truncated: bool = False
-    host_lost: bool = False
 
 
 class Supervisor:
@@ -82,7 +67,7 @@ class Supervisor:
                 await self._finish(RunStatus.succeeded)
                 return
             outcome = await self._attempt(run, current, Endpoint.of(host))
-            if not await self._record(run, current, outcome):
+            if not await self._record(current, outcome):
                 return
 
     # -- one attempt ---------------------------------------------------------------------------
@@ -90,7 +75,7 @@ class Supervisor:
     async def _attempt(self, run: Run, task: RunTask, ep: Endpoint) -> Outcome:
         """Start (or adopt) the task's container and wait for it to end."""
         if task.status == TaskStatus.pending:
-            task = await self._begin(task)
+            await records.begin_attempt(self.state.db, task)
         name = spec.container_name(self.state.instance_id, run.id or 0, task.id or 0, task.attempt)
         try:
             cid = await self._ensure_started(run, task, ep, name)
@@ -105,34 +90,20 @@ class Supervisor:
             )
         return await self._await_exit(run, task, ep, cid)
 
-    async def _begin(self, task: RunTask) -> RunTask:
-        """Record a new attempt; updates `task` in place, because the caller records the
-        outcome with that same object (its attempt decides retries, its container is removed)."""
-        async with self.state.db.session_scope() as session:
-            row = await session.get(RunTask, task.id)
-            assert row is not None
-            row.status, row.attempt = TaskStatus.running.value, row.attempt + 1
-            row.started_at, row.finished_at = clock.now(), None
-            row.container_id, row.exit_code = None, None
-            session.add(row)
-        for key in ("status", "attempt", "started_at", "finished_at", "container_id", "exit_code"):
-            setattr(task, key, getattr(row, key))
-        return task
-
     async def _ensure_started(self, run: Run, task: RunTask, ep: Endpoint, name: str) -> str | None:
         """The id of the running (or already exited) container of this attempt."""
         pool = self.state.pool
         async with pool.docker(ep) as docker:
             found = await containers.state(docker, task.container_id or name)
             if found is not None and found.status != "created":
-                await self._set_container(task, found.id)
+                await records.set_container(self.state.db, task, found.id)
                 await self._mark_running(run)
                 return found.id
             if found is None and task.container_id:
                 return None
             await containers.ensure_image(docker, task.task_snapshot["image"])
             cid = await containers.create(docker, spec.build(self.state.instance_id, run, task))
-        await self._set_container(task, cid)
+        await records.set_container(self.state.db, task, cid)
         async with pool.docker(ep) as docker:
             await containers.start(docker, cid)
         await self._mark_running(run)
@@ -146,20 +117,10 @@ class Supervisor:
         )
         return cid
 
-    async def _set_container(self, task: RunTask, cid: str) -> None:
-        async with self.state.db.session_scope() as session:
-            stmt = update(RunTask).where(col(RunTask.id) == task.id).values(container_id=cid)
-            await session.exec(stmt)
-        task.container_id = cid
-
     async def _mark_running(self, run: Run) -> None:
-        if run.status != RunStatus.starting:
-            return
-        async with self.state.db.session_scope() as session:
-            row = await store.get_or_raise(session, self.run_id)
-            if row.status == RunStatus.starting:
-                await store.transition(session, row, RunStatus.running, started_at=clock.now())
-        run.status = RunStatus.running.value
+        if run.status == RunStatus.starting:
+            await records.mark_running(self.state.db, self.run_id)
+            run.status = RunStatus.running.value
 
     async def _await_exit(self, run: Run, task: RunTask, ep: Endpoint, cid: str) -> Outcome:
         """Wait for exit, a timeout, a cancel or the host going away."""
@@ -277,26 +238,19 @@ class Supervisor:
 
     # -- recording -------------------------------------------------------------------------------
 
-    async def _record(self, run: Run, task: RunTask, out: Outcome) -> bool:
+    async def _record(self, task: RunTask, out: Outcome) -> bool:
         """Store an attempt's end; True to go on with the next task (or attempt)."""
         if out.status == TaskStatus.running:
             return True  # host flaky: try the same attempt again
         if out.host_lost:
-            return await self._host_lost(task, out)
-        retry = out.status == TaskStatus.failed and task.attempt <= task.task_snapshot.get(
-            "max_retries", 0
-        )
-        async with self.state.db.session_scope() as session:
-            row = await session.get(RunTask, task.id)
-            assert row is not None
-            row.status = TaskStatus.pending.value if retry else out.status.value
-            row.exit_code, row.error, row.finished_at = out.exit_code, out.error, clock.now()
-            row.logs, row.logs_truncated = out.logs, out.truncated
-            session.add(row)
+            await records.host_lost(self.state.db, self.run_id, task, out.error)
+            return False
+        retry = out.status == TaskStatus.failed and records.retries_left(task)
+        await records.save_attempt(self.state.db, task, out, retry)
         if task.container_id:
-            ep = await self._endpoint()
-            if ep is not None:
-                await self._remove_quietly(ep, task.container_id)
+            _, _, host = await self._load()
+            if host is not None:
+                await self._remove_quietly(Endpoint.of(host), task.container_id)
         if out.status == TaskStatus.cancelled:
             await self._finish(RunStatus.cancelled, error="cancelled")
             return False
@@ -305,73 +259,18 @@ class Supervisor:
             return False
         return True
 
-    async def _endpoint(self) -> Endpoint | None:
-        _, _, host = await self._load()
-        return Endpoint.of(host) if host else None
-
-    async def _host_lost(self, task: RunTask, out: Outcome) -> bool:
-        """Send the run back to pending (retries left) or fail it."""
-        retry = task.attempt <= task.task_snapshot.get("max_retries", 0)
-        async with self.state.db.session_scope() as session:
-            row = await session.get(RunTask, task.id)
-            run = await store.get_or_raise(session, self.run_id)
-            assert row is not None
-            if RunStatus(run.status) in FINAL:
-                return False
-            row.status = TaskStatus.pending.value if retry else TaskStatus.failed.value
-            row.error, row.finished_at = out.error, clock.now()
-            session.add(row)
-            if retry:
-                await store.transition(
-                    session,
-                    run,
-                    RunStatus.pending,
-                    worker_host_id=None,
-                    worker_host_name=None,
-                    gpu_device_ids=[],
-                    supervisor=None,
-                    lease_expires_at=None,
-                )
-            else:
-                await self._skip_rest(session)
-                await store.transition(
-                    session,
-                    run,
-                    RunStatus.failed,
-                    error="host unreachable",
-                    finished_at=clock.now(),
-                )
-        log.warning("run %s lost its host (%s)", self.run_id, "re-queued" if retry else "failed")
-        return False
-
     async def _finish_cancelled(self, run: Run, current: RunTask | None, ep: Endpoint) -> None:
         if current is not None and current.status == TaskStatus.running:
             name = current.container_id or spec.container_name(
                 self.state.instance_id, run.id or 0, current.id or 0, current.attempt
             )
             out = await self._stop_and_collect(ep, name, TaskStatus.cancelled, "cancelled")
-            await self._record(run, current, out)
+            await self._record(current, out)
             return
         await self._finish(RunStatus.cancelled, error="cancelled")
 
-    async def _skip_rest(self, session: object) -> None:
-        stmt = (
-            update(RunTask)
-            .where(
-                col(RunTask.run_id) == self.run_id, col(RunTask.status).in_(["pending", "running"])
-            )
-            .values(status=TaskStatus.skipped.value)
-        )
-        await session.exec(stmt)  # type: ignore[attr-defined]
-
     async def _finish(self, status: RunStatus, error: str | None = None) -> None:
-        async with self.state.db.session_scope() as session:
-            run = await store.get_or_raise(session, self.run_id)
-            if RunStatus(run.status) in FINAL:
-                return
-            await self._skip_rest(session)
-            await store.transition(session, run, status, error=error, finished_at=clock.now())
-        log.info("run %s %s%s", self.run_id, status.value, f": {error}" if error else "")
+        await records.finish(self.state.db, self.run_id, status, error)
 
     async def _fail_run(self, error: str) -> None:
         try:
