@@ -103,7 +103,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         except Exception as exc:
             log.error("database unreachable: %s", type(exc).__name__)
             return JSONResponse({"status": "error", "database": "unreachable"}, status_code=503)
-        return JSONResponse({"status": "ok", "database": "ok", "version": __version__})
+        body = {"status": "ok", "database": "ok", "version": __version__}
+        return JSONResponse({**body, "instance_id": state.instance_id})
 
     @app.get(
         "/metrics",

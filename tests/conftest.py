@@ -15,22 +15,33 @@ from app import clock
 from app.config import Settings
 from app.db import upgrade_sync
 from app.main import create_app, start, stop
+from tests import pgtemplate
 
 
 @pytest.fixture(scope="session")
 def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One SQLite file with every migration applied; tests copy it (fast, and real)."""
+    """One SQLite file with every migration applied; tests copy it (fast, and real).
+
+    With DOCKFLEET_TEST_POSTGRES_URL, a migrated PostgreSQL template database is made too.
+    """
     path = tmp_path_factory.mktemp("db") / "template.db"
     upgrade_sync(f"sqlite+aiosqlite:///{path}")
+    if pgtemplate.server_url():
+        pgtemplate.make_template(upgrade_sync)
     return path
 
 
 @pytest.fixture
-def db_url(tmp_path: Path, migrated_template: Path) -> str:
-    """A fresh, migrated database for one test."""
+def db_url(tmp_path: Path, migrated_template: Path) -> Iterator[str]:
+    """A fresh, migrated database for one test (SQLite; PostgreSQL when asked for)."""
+    if pgtemplate.server_url():
+        url = pgtemplate.fresh_database()
+        yield url
+        pgtemplate.drop(url)
+        return
     path = tmp_path / "dockfleet.db"
     shutil.copy(migrated_template, path)
-    return f"sqlite+aiosqlite:///{path}"
+    yield f"sqlite+aiosqlite:///{path}"
 
 
 def make_settings(db_url: str, **overrides: Any) -> Settings:

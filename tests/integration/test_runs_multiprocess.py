@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from tests import pgtemplate
 from tests.fleet import Fleet
 from tests.integration.runs_helpers import (
     add_directive,
@@ -25,8 +26,9 @@ from tests.integration.test_runs_recovery import Server
 
 
 def two_servers(workdir: Path) -> tuple[Server, Server]:
-    """Two server processes on one database, on different ports."""
-    one, two = Server(workdir), Server(workdir)
+    """Two server processes on one database (PostgreSQL when the tests are given one)."""
+    env = {"DOCKFLEET_DATABASE_URL": pgtemplate.fresh_database()} if pgtemplate.server_url() else {}
+    one, two = Server(workdir, **env), Server(workdir, **env)
     while two.port == one.port:
         two.port = free_port()
     two.url = f"http://127.0.0.1:{two.port}"

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -47,6 +46,7 @@ class Server:
         self.log_path = workdir / "server.log"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.instance = ""
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("DOCKFLEET_", "DOCKER_"))},
             "DOCKFLEET_DATABASE_URL": f"sqlite+aiosqlite:///{self.db_path}",
@@ -81,7 +81,9 @@ class Server:
             while True:
                 assert self.proc.poll() is None, f"server exited:\n{self.log()}"
                 with suppress(httpx.HTTPError):
-                    if (await http.get("/healthz")).status_code == 200:
+                    answer = await http.get("/healthz")
+                    if answer.status_code == 200:
+                        self.instance = answer.json()["instance_id"]
                         return
                 assert time.monotonic() < deadline, f"server not ready:\n{self.log()}"
                 await asyncio.sleep(0.1)
@@ -95,9 +97,8 @@ class Server:
         self.proc = None
 
     def instance_id(self) -> str:
-        with sqlite3.connect(self.db_path) as db:
-            (value,) = db.execute("SELECT value FROM meta WHERE key = 'instance_id'").fetchone()
-        return str(value)
+        """The orchestrator's instance id (the database's), as /healthz last said."""
+        return self.instance
 
     def log(self) -> str:
         try:
