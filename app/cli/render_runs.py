@@ -79,6 +79,7 @@ def run_detail(r: RunRead) -> Group:
             ("gpus", ", ".join(r.gpu_device_ids) or None),
             ("created", ago(r.created_at)),
             ("took", duration(r.started_at, r.finished_at)),
+            ("waiting for", r.waiting_for),
             ("error", r.error),
         ]
     )

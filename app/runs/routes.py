@@ -72,13 +72,15 @@ async def launch_run(
         except Exception:  # the run is saved as pending; the scheduler loop will place it
             log.exception("placing run %s right after launch failed", run.id)
         await session.refresh(run)
-    return await store.read(session, run)
+    waiting = await service.explain_pending(session, state.settings, [run])
+    return await store.read(session, run, waiting.get(run.id or 0))
 
 
 @router.get("/", response_model=RunPage, summary="List runs, newest first", responses=ERRORS(422))
 async def list_runs(
     request: Request,
     session: SessionDep,
+    state: StateDep,
     page: PageDep,
     status_: Annotated[
         str | None,
@@ -98,14 +100,18 @@ async def list_runs(
     )
     tasks = await store.tasks_of(session, [r.id for r in runs if r.id is not None])
     nxt, prev = page_links(request, page, count)
-    results = [store.to_read(r, tasks[r.id or 0]) for r in runs]
+    waiting = await service.explain_pending(session, state.settings, runs)
+    results = [store.to_read(r, tasks[r.id or 0], waiting.get(r.id or 0)) for r in runs]
     return RunPage(count=count, next=nxt, previous=prev, results=results)
 
 
 @router.get("/{run_id}/", response_model=RunRead, summary="Get one run", responses=ERRORS(404))
-async def get_run(run_id: int, session: SessionDep) -> RunRead:
-    """A run with its tasks, host, GPU ids, timings and errors."""
-    return await store.read(session, await store.get_or_raise(session, run_id))
+async def get_run(run_id: int, session: SessionDep, state: StateDep) -> RunRead:
+    """A run with its tasks, host, GPU ids, timings and errors; a pending one says what it
+    waits for (`waiting_for`)."""
+    run = await store.get_or_raise(session, run_id)
+    waiting = await service.explain_pending(session, state.settings, [run])
+    return await store.read(session, run, waiting.get(run_id))
 
 
 @router.post(

@@ -91,6 +91,9 @@ class RunRead(BaseModel):
     placements: int
     cancel_requested: bool
     error: str | None
+    waiting_for: str | None = Field(
+        None, description="For a pending run: what it waits for (a free slot where, or a host)."
+    )
     created_at: datetime
     placed_at: datetime | None
     started_at: datetime | None

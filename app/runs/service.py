@@ -13,7 +13,8 @@ from app import clock
 from app.config import Settings
 from app.directives.models import Directive
 from app.errors import Conflict, InvalidField, NoAvailableHosts, TargetIneligible, not_found
-from app.hosts.eligibility import ineligible_reasons
+from app.hosts import store as hosts_store
+from app.hosts.eligibility import HostLoad, ineligible_reasons
 from app.hosts.models import WorkerHost
 from app.runs import store
 from app.runs.models import ACTIVE, FINAL, LaunchRequest, Run, RunStatus, RunTask, TaskStatus
@@ -158,3 +159,38 @@ async def _wait_final(session: AsyncSession, run: Run, limit: float) -> Run:
             break
         await asyncio.sleep(0.2)
     return run
+
+
+def _slot_text(host: WorkerHost, load: HostLoad | None, gpu_need: int) -> str:
+    caps = host.caps()
+    active = load.active if load else 0
+    text = f"{host.name} {active}/{caps.max_concurrency}"
+    if gpu_need:
+        text += f", GPUs in use {len(load.gpus_in_use) if load else 0}/{caps.gpu_count}"
+    return text
+
+
+async def explain_pending(
+    session: AsyncSession, settings: Settings, runs: list[Run]
+) -> dict[int, str]:
+    """For each pending run, what it waits for: a free slot on its eligible hosts, or a host."""
+    pending = [r for r in runs if r.status == RunStatus.pending and r.id is not None]
+    if not pending:
+        return {}
+    hosts = list((await session.exec(select(WorkerHost).order_by(col(WorkerHost.id)))).all())
+    loads = await hosts_store.loads(session)
+    now, stale_after = clock.now(), settings.stale_after_seconds
+    out: dict[int, str] = {}
+    for run in pending:
+        assert run.id is not None
+        mine = [h for h in hosts if run.target_host_id in (None, h.id)]
+        able = [h for h in mine if not ineligible_reasons(h, now, stale_after, run.gpu_need)]
+        if able:
+            slots = "; ".join(_slot_text(h, loads.get(h.id or 0), run.gpu_need) for h in able)
+            out[run.id] = f"a free slot on {slots}"
+        elif run.target_host_id is not None and mine:
+            why = ", ".join(ineligible_reasons(mine[0], now, stale_after, run.gpu_need))
+            out[run.id] = f"its target host {mine[0].name} to become eligible ({why})"
+        else:
+            out[run.id] = "an eligible host (none is enabled, healthy, fresh and undrained now)"
+    return out

@@ -104,17 +104,18 @@ def task_read(task: RunTask) -> RunTaskRead:
     )
 
 
-def to_read(run: Run, tasks: list[RunTask]) -> RunRead:
+def to_read(run: Run, tasks: list[RunTask], waiting_for: str | None = None) -> RunRead:
     """The API view of a run and its tasks."""
     assert run.id is not None
     return RunRead(
         **run.model_dump(exclude={"directive_snapshot", "updated_at"}),
         directive_name=(run.directive_snapshot or {}).get("name"),
+        waiting_for=waiting_for,
         tasks=[task_read(t) for t in tasks],
     )
 
 
-async def read(session: AsyncSession, run: Run) -> RunRead:
+async def read(session: AsyncSession, run: Run, waiting_for: str | None = None) -> RunRead:
     """Load a run's tasks and build its API view."""
     assert run.id is not None
-    return to_read(run, (await tasks_of(session, [run.id]))[run.id])
+    return to_read(run, (await tasks_of(session, [run.id]))[run.id], waiting_for)
