@@ -64,7 +64,11 @@ class Settings(BaseSettings):
         None,
         description="Id written on every container as dockfleet.instance; default: the database's.",
     )
-    log_level: str = Field("info", description="Python log level.")
+    log_level: str = Field(
+        "info",
+        pattern=r"(?i)^(debug|info|warning|error|critical)$",
+        description="Python log level: debug, info, warning, error or critical.",
+    )
 
     @field_validator("allowed_networks")
     @classmethod
