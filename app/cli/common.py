@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TextIO
 
@@ -82,6 +82,14 @@ def _plain(value: Any) -> Any:
 def print_json(value: Any) -> None:
     """Write a model, a list of models or plain data to stdout as JSON (no colours, no wrap)."""
     sys.stdout.write(json.dumps(_plain(value), indent=2) + "\n")
+
+
+def emit(value: Any, json: bool, human: Callable[[], Any]) -> None:
+    """`value` as JSON for machines, else what `human()` renders, for people."""
+    if json:
+        print_json(value)
+    else:
+        out().print(human())
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

@@ -11,6 +11,7 @@ from app.cli.common import (
     JsonOpt,
     client,
     directive_id,
+    emit,
     key_values,
     out,
     print_json,
@@ -70,20 +71,14 @@ def add_directive(
         "env": key_values(env, "--env"),
     }
     created = client(ctx).directives.create(body)
-    if json:
-        print_json(created)
-    else:
-        out().print(f"created directive {created.name} (#{created.id})")
+    emit(created, json, lambda: f"created directive {created.name} (#{created.id})")
 
 
 @directives.command("show")
 def show_directive(ctx: typer.Context, directive: DirectiveArg, json: JsonOpt = False) -> None:
     """Show one directive."""
     found = client(ctx).directives.get(directive_id(ctx, directive))
-    if json:
-        print_json(found)
-    else:
-        out().print(render.directive_detail(found))
+    emit(found, json, lambda: render.directive_detail(found))
 
 
 @directives.command("rm")
@@ -91,10 +86,7 @@ def remove_directive(ctx: typer.Context, directive: DirectiveArg, json: JsonOpt 
     """Delete a directive (its runs stay, with the snapshot they were launched from)."""
     key = directive_id(ctx, directive)
     client(ctx).directives.delete(key)
-    if json:
-        print_json({"id": key, "deleted": True})
-    else:
-        out().print(f"directive {directive} deleted")
+    emit({"id": key, "deleted": True}, json, lambda: f"directive {directive} deleted")
 
 
 @tasks.command("list")
@@ -107,10 +99,7 @@ def list_tasks(
 ) -> None:
     """List task definitions."""
     found = list(client(ctx).tasks.iter(enabled=enabled))
-    if json:
-        print_json(found)
-    else:
-        out().print(render.tasks_table(found))
+    emit(found, json, lambda: render.tasks_table(found))
 
 
 @tasks.command("add")
@@ -169,20 +158,14 @@ def add_task(
 
 
 def _show_task(task: TaskRead, json: bool, verb: str) -> None:
-    if json:
-        print_json(task)
-    else:
-        out().print(f"task {task.name} (#{task.id}) {verb}")
+    emit(task, json, lambda: f"task {task.name} (#{task.id}) {verb}")
 
 
 @tasks.command("show")
 def show_task(ctx: typer.Context, task: TaskArg, json: JsonOpt = False) -> None:
     """Show one task definition."""
     found = client(ctx).tasks.get(task)
-    if json:
-        print_json(found)
-    else:
-        out().print(render.task_detail(found))
+    emit(found, json, lambda: render.task_detail(found))
 
 
 @tasks.command("enable")
@@ -202,7 +185,6 @@ def remove_task(ctx: typer.Context, task: TaskArg, json: JsonOpt = False) -> Non
     """Delete a task definition (runs keep their own snapshot of it)."""
     found = client(ctx).tasks.get(task)
     client(ctx).tasks.delete(found.id)
-    if json:
-        print_json({"id": found.id, "deleted": True})
-    else:
-        out().print(f"task {found.name} (#{found.id}) deleted")
+    emit(
+        {"id": found.id, "deleted": True}, json, lambda: f"task {found.name} (#{found.id}) deleted"
+    )

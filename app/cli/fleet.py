@@ -9,7 +9,7 @@ import typer
 from pydantic import ValidationError
 
 from app.cli import render_runs as render
-from app.cli.common import JsonOpt, client, err, fail, out, print_json
+from app.cli.common import JsonOpt, client, emit, err, fail
 from app.runs.schemas import ACTIVE, RunStatus
 
 
@@ -70,7 +70,8 @@ def status(ctx: typer.Context, json: JsonOpt = False) -> None:
     hosts = list(fleet.hosts.iter())
     active = list(fleet.runs.iter(status=sorted(ACTIVE)))
     pending = fleet.runs.list(status=RunStatus.pending, limit=1).count
-    if json:
-        print_json({"hosts": hosts, "active_runs": active, "pending_runs": pending})
-    else:
-        out().print(render.fleet(hosts, active, pending))
+    emit(
+        {"hosts": hosts, "active_runs": active, "pending_runs": pending},
+        json,
+        lambda: render.fleet(hosts, active, pending),
+    )

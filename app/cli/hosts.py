@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 import typer
 
 from app.cli import render
-from app.cli.common import JsonOpt, client, host_id, key_values, out, print_json
+from app.cli.common import JsonOpt, client, emit, host_id, key_values, out, print_json
 from app.client import HostRead
 
 app = typer.Typer(help="Worker hosts: the Docker daemons runs are placed on.", no_args_is_help=True)
@@ -173,39 +173,27 @@ def add(
 def show(ctx: typer.Context, host: HostArg, json: JsonOpt = False) -> None:
     """Show one host: configuration, health, load, Docker facts."""
     found = client(ctx).hosts.get(host_id(ctx, host))
-    if json:
-        print_json(found)
-    else:
-        out().print(render.host_detail(found))
+    emit(found, json, lambda: render.host_detail(found))
 
 
 @app.command("health")
 def health(ctx: typer.Context, host: HostArg, json: JsonOpt = False) -> None:
     """Heartbeat: mark the host seen now (GET …/health/); Docker is not contacted."""
     answer = client(ctx).hosts.health(host_id(ctx, host))
-    if json:
-        print_json(answer)
-    else:
-        out().print(render.health_detail(answer))
+    emit(answer, json, lambda: render.health_detail(answer))
 
 
 @app.command("check")
 def check(ctx: typer.Context, host: HostArg, json: JsonOpt = False) -> None:
     """Live check: ping the host's Docker now (…/health/?check=true). Exit 1 when it fails."""
     answer = client(ctx).hosts.health(host_id(ctx, host), check=True)
-    if json:
-        print_json(answer)
-    else:
-        out().print(render.health_detail(answer))
+    emit(answer, json, lambda: render.health_detail(answer))
     if answer.check is not None and not answer.check.ok:
         raise typer.Exit(1)
 
 
 def _changed(host: HostRead, json: bool, verb: str) -> None:
-    if json:
-        print_json(host)
-    else:
-        out().print(f"host {host.name} (#{host.id}) {verb}")
+    emit(host, json, lambda: f"host {host.name} (#{host.id}) {verb}")
 
 
 @app.command("enable")
@@ -237,7 +225,4 @@ def remove(ctx: typer.Context, host: HostArg, json: JsonOpt = False) -> None:
     """Remove a host (refused while it has active runs: drain it first)."""
     key = host_id(ctx, host)
     client(ctx).hosts.delete(key)
-    if json:
-        print_json({"id": key, "deleted": True})
-    else:
-        out().print(f"host {host} removed")
+    emit({"id": key, "deleted": True}, json, lambda: f"host {host} removed")

@@ -13,6 +13,7 @@ from app.cli.common import (
     JsonOpt,
     client,
     directive_id,
+    emit,
     err,
     fail,
     host_id,
@@ -69,10 +70,7 @@ def _follow(fleet: DockfleetClient, run_id: int, to_stderr: bool) -> RunRead:
 
 def _ended(run: RunRead, json: bool) -> None:
     """Show a finished run; exit 1 unless it succeeded."""
-    if json:
-        print_json(run)
-    else:
-        out().print(render.run_detail(run))
+    emit(run, json, lambda: render.run_detail(run))
     if run.status != RunStatus.succeeded:
         raise fail(f"run {run.id} {run.status.value}" + (f": {run.error}" if run.error else ""))
 
@@ -182,10 +180,7 @@ def list_runs(
 def show(ctx: typer.Context, run: RunArg, json: JsonOpt = False) -> None:
     """Show one run: its tasks, host, GPUs, timings and errors."""
     found = client(ctx).runs.get(run)
-    if json:
-        print_json(found)
-    else:
-        out().print(render.run_detail(found))
+    emit(found, json, lambda: render.run_detail(found))
 
 
 @app.command("logs")
