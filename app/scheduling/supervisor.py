@@ -60,14 +60,15 @@ class Supervisor:
                 await self._fail_run("host was removed")
                 return
             current = next((t for t in tasks if t.status in ("pending", "running")), None)
+            ep = Endpoint.of(host)
             if run.cancel_requested or self.cancel.is_set():
-                await self._finish_cancelled(run, current, Endpoint.of(host))
+                await self._finish_cancelled(run, current, ep)
                 return
             if current is None:
                 await self._finish(RunStatus.succeeded)
                 return
-            outcome = await self._attempt(run, current, Endpoint.of(host))
-            if not await self._record(current, outcome):
+            outcome = await self._attempt(run, current, ep)
+            if not await self._record(current, outcome, ep):
                 return
 
     # -- one attempt ---------------------------------------------------------------------------
@@ -238,7 +239,7 @@ class Supervisor:
 
     # -- recording -------------------------------------------------------------------------------
 
-    async def _record(self, task: RunTask, out: Outcome) -> bool:
+    async def _record(self, task: RunTask, out: Outcome, ep: Endpoint) -> bool:
         """Store an attempt's end; True to go on with the next task (or attempt)."""
         if out.status == TaskStatus.running:
             return True  # host flaky: try the same attempt again
@@ -248,9 +249,7 @@ class Supervisor:
         retry = out.status == TaskStatus.failed and records.retries_left(task)
         await records.save_attempt(self.state.db, task, out, retry)
         if task.container_id:
-            _, _, host = await self._load()
-            if host is not None:
-                await self._remove_quietly(Endpoint.of(host), task.container_id)
+            await self._remove_quietly(ep, task.container_id)
         if out.status == TaskStatus.cancelled:
             await self._finish(RunStatus.cancelled, error="cancelled")
             return False
@@ -265,7 +264,7 @@ class Supervisor:
                 self.state.instance_id, run.id or 0, current.id or 0, current.attempt
             )
             out = await self._stop_and_collect(ep, name, TaskStatus.cancelled, "cancelled")
-            await self._record(current, out)
+            await self._record(current, out, ep)
             return
         await self._finish(RunStatus.cancelled, error="cancelled")
 
