@@ -45,29 +45,72 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value is not None else None
 
 
-def make_engine(url: str) -> AsyncEngine:
-    """An async engine; SQLite gets WAL, foreign keys and a busy timeout."""
+def make_engine(url: str, busy_timeout: float = 5.0) -> AsyncEngine:
+    """An async engine whose every wait is bounded: SQLite gets WAL, foreign keys and a busy
+    timeout; PostgreSQL a connect and a command timeout. A pool checkout waits at most as long."""
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(
+            url, connect_args={"timeout": busy_timeout}, pool_timeout=busy_timeout
+        )
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
             cur.close()
 
         return engine
-    return create_async_engine(url, pool_pre_ping=True)
+    connect_args: dict[str, Any] = {}
+    if "+asyncpg" in url:
+        connect_args = {"timeout": max(busy_timeout, 5.0), "command_timeout": 30}
+    return create_async_engine(
+        url, pool_pre_ping=True, pool_timeout=busy_timeout, connect_args=connect_args
+    )
+
+
+_REASONS = (
+    ("database is locked", "database is locked (another writer holds it)"),
+    ("disk is full", "database or disk is full"),
+    ("disk i/o error", "disk I/O error"),
+    ("readonly", "database is read-only"),
+    ("unable to open", "cannot open the database file"),
+    ("too many connections", "too many connections"),
+    ("timeout", "timed out"),
+    ("timed out", "timed out"),
+)
+
+
+def unavailable_reason(exc: BaseException) -> str | None:
+    """Why the database could not serve a statement (locked, full, gone), in a few clean words;
+    None when `exc` is a bug instead (bad SQL, an integrity error nobody caught)."""
+    from sqlalchemy import exc as sa_exc
+
+    if isinstance(exc, sa_exc.TimeoutError):
+        return "no database connection free in time"
+    if isinstance(exc, sa_exc.IntegrityError | sa_exc.ProgrammingError | sa_exc.DataError):
+        return None
+    if not isinstance(exc, sa_exc.DBAPIError):
+        return None
+    orig = exc.orig if exc.orig is not None else exc
+    text = (str(orig).strip().splitlines() or [""])[0].lower()
+    for needle, reason in _REASONS:
+        if needle in text:
+            return reason
+    if exc.connection_invalidated or isinstance(exc, sa_exc.InterfaceError):
+        return "connection to the database lost"
+    if isinstance(exc, sa_exc.OperationalError):
+        return "the database refused the statement"
+    return None
 
 
 class Database:
     """The engine and a session factory; one per app."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, busy_timeout: float = 5.0) -> None:
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, busy_timeout)
         self.sessions = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
 
     @asynccontextmanager

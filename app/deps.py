@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -15,6 +15,7 @@ from app.config import Settings
 from app.db import Database
 from app.engine.pool import DockerPool
 from app.errors import Unauthorized
+from app.limits import DB_INT_MAX
 
 if TYPE_CHECKING:
     from app.hosts.monitor import HealthMonitor
@@ -84,13 +85,20 @@ class PageParams:
 
 def page_params(
     limit: Annotated[int, Query(ge=1, le=1000, description="Items per page.")] = 100,
-    offset: Annotated[int, Query(ge=0, description="Items to skip.")] = 0,
+    offset: Annotated[int, Query(ge=0, le=DB_INT_MAX, description="Items to skip.")] = 0,
 ) -> PageParams:
     """Parse pagination parameters."""
     return PageParams(limit, offset)
 
 
 PageDep = Annotated[PageParams, Depends(page_params)]
+
+# Path ids, bounded to the database's integer range (a bigger one is a 422, not an overflow).
+HostId = Annotated[int, Path(ge=1, le=DB_INT_MAX, description="The worker host's id.")]
+DirectiveId = Annotated[int, Path(ge=1, le=DB_INT_MAX, description="The directive's id.")]
+RunId = Annotated[int, Path(ge=1, le=DB_INT_MAX, description="The run's id.")]
+# ?filter= ids likewise.
+IdQuery = Annotated[int | None, Query(ge=1, le=DB_INT_MAX)]
 
 
 def page_links(request: Request, page: PageParams, count: int) -> tuple[str | None, str | None]:

@@ -8,10 +8,13 @@ AppError (500, "internal")
 │   └── IllegalTransition   a state move the table forbids
 ├── InvalidField (422)      one field named, same shape as FastAPI's validation errors
 ├── Unauthorized (401)
+├── PayloadTooLarge (413)   a request body over the limit, refused before it is parsed
 ├── NoAvailableHosts (503)
+├── DatabaseUnavailable (503)  the database refused or timed out (locked, full, gone)
 └── EngineError (502)       raised by app.engine at the Docker/SSH boundary
     ├── HostUnreachable     cannot connect, refused, timed out, tunnel failed
     ├── ImageUnavailable    missing and the pull failed
+    │   └── PullTimedOut    the pull did not finish within DOCKFLEET_PULL_TIMEOUT_SECONDS
     ├── ContainerStartFailed
     └── DockerCallFailed    any other Docker API error
 """
@@ -19,12 +22,15 @@ AppError (500, "internal")
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+
+from app.limits import EXCERPT
 
 log = logging.getLogger("dockfleet")
 
@@ -73,6 +79,19 @@ class NoAvailableHosts(AppError):
     status, code = 503, "no_available_hosts"
 
 
+class PayloadTooLarge(AppError):
+    status, code = 413, "payload_too_large"
+
+
+class DatabaseUnavailable(AppError):
+    """503 `{"detail": "database unavailable", "reason": ...}`: try again, nothing was lost."""
+
+    status, code = 503, "database_unavailable"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("database unavailable", reason=reason)
+
+
 class InvalidField(AppError):
     """A 422 naming one field, shaped like FastAPI's own validation errors."""
 
@@ -94,6 +113,10 @@ class HostUnreachable(EngineError):
 
 class ImageUnavailable(EngineError):
     code = "image_unavailable"
+
+
+class PullTimedOut(ImageUnavailable):
+    code = "pull_timed_out"
 
 
 class ContainerStartFailed(EngineError):
@@ -119,14 +142,57 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": "internal server error", "code": "internal"}, status_code=500)
 
 
+async def _database(request: Request, exc: Exception) -> JSONResponse:
+    from app.db import unavailable_reason
+
+    reason = unavailable_reason(exc)
+    if reason is None:
+        return await _unexpected(request, exc)
+    log.warning("database unavailable on %s %s: %s", request.method, request.url.path, reason)
+    return await _app_error(request, DatabaseUnavailable(reason))
+
+
+def excerpt(value: Any) -> Any:
+    """A short, JSON-safe stand-in for a bad value echoed in a 422 (never the whole of it)."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, int):
+        return value if abs(value) < 2**63 else f"{str(value)[:EXCERPT]}..."
+    if isinstance(value, str):
+        return value if len(value) <= EXCERPT else value[:EXCERPT] + "..."
+    if isinstance(value, dict):
+        return f"an object with {len(value)} keys"
+    if isinstance(value, list | tuple):
+        return f"a list of {len(value)} items"
+    text = str(value)
+    return text if len(text) <= EXCERPT else text[:EXCERPT] + "..."
+
+
+def _clean(error: Any) -> dict[str, Any]:
+    out = {k: v for k, v in dict(error).items() if k not in ("url", "input", "ctx")}
+    out["loc"] = [excerpt(part) for part in out.get("loc", [])]
+    if "input" in error:
+        out["input"] = excerpt(error["input"])
+    if error.get("ctx"):
+        out["ctx"] = {k: excerpt(v) for k, v in error["ctx"].items()}
+    return out
+
+
 async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    detail = jsonable_encoder(exc.errors(), exclude={"url"})
+    detail = jsonable_encoder([_clean(e) for e in exc.errors()])
     return JSONResponse({"detail": detail, "code": InvalidField.code}, status_code=422)
 
 
 def install(app: FastAPI) -> None:
     """Map the whole tree (and anything unexpected) to JSON responses."""
+    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(DBAPIError, _database)
+    app.add_exception_handler(PoolTimeout, _database)
     app.add_exception_handler(Exception, _unexpected)

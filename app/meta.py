@@ -7,6 +7,7 @@ import uuid
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel
 
+from app import clock
 from app.db import Database
 
 
@@ -33,3 +34,15 @@ async def instance_id(db: Database) -> str:
         row = await session.get(Meta, "instance_id")
         assert row is not None
         return row.value
+
+
+async def touch(db: Database) -> None:
+    """Write a row (the health check's proof that the database takes writes)."""
+    async with db.session_scope() as session:
+        row = await session.get(Meta, "healthz")
+        stamp = clock.now().isoformat()
+        if row is None:
+            session.add(Meta(key="healthz", value=stamp))
+        else:
+            row.value = stamp
+            session.add(row)

@@ -16,13 +16,19 @@ from sqlmodel.sql.expression import SelectOfScalar
 
 from app import clock
 from app.errors import Conflict, not_found
+from app.limits import DB_INT_MAX
 
 Row = TypeVar("Row", bound=SQLModel)
 
 
 def parse_key(key: str) -> int | str:
-    """A path key: an int id when it is all (ASCII) digits, else a name."""
-    return int(key) if key.isascii() and key.isdigit() else key
+    """A path key: an int id when it is all (ASCII) digits, else a name.
+
+    Digits beyond the database's integer range stay a string: no row has that id (and no name
+    is all digits), so the lookup is a plain 404 instead of an overflow."""
+    if key.isascii() and key.isdigit() and len(key) <= 10 and int(key) <= DB_INT_MAX:
+        return int(key)
+    return key
 
 
 class NamedStore(Generic[Row]):

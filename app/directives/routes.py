@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response, status
 
-from app.deps import PageDep, SessionDep, page_links
+from app.deps import DirectiveId, PageDep, SessionDep, page_links
 from app.directives import store
 from app.directives.models import (
     Directive,
@@ -47,7 +47,7 @@ async def list_directives(
     session: SessionDep,
     page: PageDep,
     name: Annotated[
-        str | None, Query(description="Only the directive with this exact name.")
+        str | None, Query(max_length=200, description="Only the directive with this exact name.")
     ] = None,
 ) -> DirectivePage:
     """Every directive, ordered by id, a page at a time."""
@@ -65,7 +65,7 @@ async def list_directives(
     summary="Get one directive",
     responses=ERRORS(404),
 )
-async def get_directive(directive_id: int, session: SessionDep) -> DirectiveRead:
+async def get_directive(directive_id: DirectiveId, session: SessionDep) -> DirectiveRead:
     """One directive by id."""
     return store.to_read(await store.get_or_raise(session, directive_id))
 
@@ -77,7 +77,7 @@ async def get_directive(directive_id: int, session: SessionDep) -> DirectiveRead
     responses=ERRORS(404, 409, 422),
 )
 async def update_directive(
-    directive_id: int,
+    directive_id: DirectiveId,
     body: Annotated[DirectiveUpdate, examples("directive_patch")],
     session: SessionDep,
 ) -> DirectiveRead:
@@ -102,7 +102,7 @@ async def update_directive(
     summary="Delete a directive",
     responses=ERRORS(404),
 )
-async def delete_directive(directive_id: int, session: SessionDep) -> Response:
+async def delete_directive(directive_id: DirectiveId, session: SessionDep) -> Response:
     """Delete a directive; its runs stay, each with the snapshot it was launched from."""
     directive = await store.get_or_raise(session, directive_id)
     await store.delete(session, directive)

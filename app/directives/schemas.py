@@ -7,13 +7,15 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-ENV_KEY = r"^[A-Za-z_][A-Za-z0-9_]*$"
+from app.limits import ENV_NAME, MAX_ENV, MAX_ENV_VALUE, MAX_TASKS_PER_RUN
+
+ENV_KEY = ENV_NAME
 
 
 class _Strict(BaseModel):
     """Request bodies: JSON types as given, unknown fields rejected, the name stripped."""
 
-    model_config = ConfigDict(strict=True, extra="forbid")
+    model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod
@@ -23,7 +25,9 @@ class _Strict(BaseModel):
         return data
 
 
-EnvKey = Annotated[str, Field(pattern=ENV_KEY)]
+EnvKey = Annotated[str, Field(pattern=ENV_KEY, max_length=256)]
+EnvValue = Annotated[str, Field(max_length=MAX_ENV_VALUE)]
+TaskName = Annotated[str, Field(min_length=1, max_length=100)]
 
 
 class DirectiveCreate(_Strict):
@@ -31,11 +35,15 @@ class DirectiveCreate(_Strict):
 
     name: str = Field(min_length=1, max_length=200)
     description: str = Field("", max_length=2000)
-    tasks: list[str] = Field(
-        default_factory=list, description="Default tasks; empty = every enabled task."
+    tasks: list[TaskName] = Field(
+        default_factory=list,
+        max_length=MAX_TASKS_PER_RUN,
+        description="Default tasks; empty = every enabled task.",
     )
-    env: dict[EnvKey, str] = Field(
-        default_factory=dict, description="Passed to every container of its runs."
+    env: dict[EnvKey, EnvValue] = Field(
+        default_factory=dict,
+        max_length=MAX_ENV,
+        description="Passed to every container of its runs.",
     )
 
 
@@ -44,8 +52,8 @@ class DirectiveUpdate(_Strict):
 
     name: str | None = Field(None, min_length=1, max_length=200)
     description: str | None = Field(None, max_length=2000)
-    tasks: list[str] | None = None
-    env: dict[EnvKey, str] | None = None
+    tasks: list[TaskName] | None = Field(None, max_length=MAX_TASKS_PER_RUN)
+    env: dict[EnvKey, EnvValue] | None = Field(None, max_length=MAX_ENV)
 
 
 class DirectiveRead(BaseModel):

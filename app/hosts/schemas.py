@@ -13,6 +13,16 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
+from app.limits import (
+    MAX_CONCURRENCY,
+    MAX_GPUS,
+    MAX_LABEL_KEY,
+    MAX_LABEL_VALUE,
+    MAX_LABELS,
+    MAX_NAME,
+    MAX_PATH,
+)
+
 
 class HostType(StrEnum):
     """How dockfleet reaches a host's Docker daemon."""
@@ -24,7 +34,11 @@ class HostType(StrEnum):
 class _Strict(BaseModel):
     """Request bodies: JSON types as given (no "5" for 5), unknown fields rejected."""
 
-    model_config = ConfigDict(strict=True, extra="forbid")
+    model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
+
+
+LabelKey = Annotated[str, Field(min_length=1, max_length=MAX_LABEL_KEY)]
+LabelValue = Annotated[str, Field(max_length=MAX_LABEL_VALUE)]
 
 
 # Enums arrive as JSON strings; FastAPI validates in Python mode, so they must be lax.
@@ -35,9 +49,13 @@ class Capabilities(_Strict):
     """What a host offers to the scheduler."""
 
     gpus: bool = False
-    gpu_count: int | None = Field(None, ge=0, description="GPUs on the host; 1 when gpus is true.")
-    max_concurrency: int = Field(1, gt=0, description="Runs this host may hold at once.")
-    labels: dict[str, str] = Field(default_factory=dict)
+    gpu_count: int | None = Field(
+        None, ge=0, le=MAX_GPUS, description="GPUs on the host; 1 when gpus is true."
+    )
+    max_concurrency: int = Field(
+        1, gt=0, le=MAX_CONCURRENCY, description="Runs this host may hold at once."
+    )
+    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict, max_length=MAX_LABELS)
 
     @model_validator(mode="after")
     def _gpus_consistent(self) -> Capabilities:
@@ -64,11 +82,15 @@ def _absolute(path: str, field: str) -> str:
 class SSHConfig(_Strict):
     """An SSH server through which the host's Docker is reached (a local port forward)."""
 
-    host: str = Field(min_length=1)
+    host: str = Field(min_length=1, max_length=253)
     port: int = Field(22, ge=1, le=65535)
-    user: str = Field(min_length=1)
-    key_path: str = Field(min_length=1, description="Absolute path of the private key.")
-    known_hosts: str | None = Field(None, description="Absolute path; host key checked if given.")
+    user: str = Field(min_length=1, max_length=64)
+    key_path: str = Field(
+        min_length=1, max_length=MAX_PATH, description="Absolute path of the private key."
+    )
+    known_hosts: str | None = Field(
+        None, max_length=MAX_PATH, description="Absolute path; host key checked if given."
+    )
 
     @model_validator(mode="after")
     def _paths(self) -> SSHConfig:
@@ -81,9 +103,9 @@ class SSHConfig(_Strict):
 class TLSConfig(_Strict):
     """Mutual TLS to a Docker daemon on TCP: paths of the CA, client cert and client key."""
 
-    ca_cert: str
-    client_cert: str
-    client_key: str
+    ca_cert: str = Field(max_length=MAX_PATH)
+    client_cert: str = Field(max_length=MAX_PATH)
+    client_key: str = Field(max_length=MAX_PATH)
 
     @model_validator(mode="after")
     def _paths(self) -> TLSConfig:
@@ -122,7 +144,7 @@ class _Named(_Strict):
 class HostCreate(_Named):
     """Body of POST /api/worker-hosts/."""
 
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=MAX_NAME)
     type: HostTypeField
     base_url: str = Field(min_length=1, max_length=500)
     enabled: bool = True
@@ -134,7 +156,7 @@ class HostCreate(_Named):
 class HostUpdate(_Named):
     """Body of PATCH /api/worker-hosts/{id}/: only the fields given change."""
 
-    name: str | None = Field(None, min_length=1, max_length=200)
+    name: str | None = Field(None, min_length=1, max_length=MAX_NAME)
     type: HostTypeField | None = None
     base_url: str | None = Field(None, min_length=1, max_length=500)
     enabled: bool | None = None
@@ -159,8 +181,18 @@ class HostRead(BaseModel):
     last_seen_at: datetime | None
     last_check_at: datetime | None
     last_error: str | None
+    unhealthy_since: datetime | None = Field(
+        description="First failed live check of the current outage (null when healthy)."
+    )
+    consecutive_failures: int
     is_stale: bool
     active_runs_count: int
+    held_slots: int = Field(
+        description="Slots taken: active runs plus lingering holds of containers not yet gone."
+    )
+    lingering_slots: int = Field(
+        description="Held slots whose run ended or left, until a sweep finds the container gone."
+    )
     gpus_in_use: list[str]
     schedulable: bool
     unschedulable_reasons: list[str]
@@ -169,6 +201,7 @@ class HostRead(BaseModel):
     ncpu: int | None
     mem_total: int | None
     runtimes: list[str] | None
+    facts_at: datetime | None
     created_at: datetime
     updated_at: datetime
 

@@ -8,8 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import StreamingResponse
 
-from app.deps import PageDep, SessionDep, StateDep, page_links
+from app.deps import PageDep, RunId, SessionDep, StateDep, page_links
 from app.errors import InvalidField
+from app.limits import DB_INT_MAX
 from app.openapi import ERRORS, examples
 from app.runs import logstream, service, store
 from app.runs.models import (
@@ -84,10 +85,18 @@ async def list_runs(
     page: PageDep,
     status_: Annotated[
         str | None,
-        Query(alias="status", description="One status or a comma list, e.g. running,pending"),
+        Query(
+            alias="status",
+            max_length=200,
+            description="One status or a comma list, e.g. running,pending",
+        ),
     ] = None,
-    worker_host_id: Annotated[int | None, Query(description="Only runs on this host.")] = None,
-    directive_id: Annotated[int | None, Query(description="Only runs of this directive.")] = None,
+    worker_host_id: Annotated[
+        int | None, Query(ge=1, le=DB_INT_MAX, description="Only runs on this host.")
+    ] = None,
+    directive_id: Annotated[
+        int | None, Query(ge=1, le=DB_INT_MAX, description="Only runs of this directive.")
+    ] = None,
 ) -> RunPage:
     """Runs with their tasks; filter by status, host and directive."""
     count, runs = await store.list_runs(
@@ -106,7 +115,7 @@ async def list_runs(
 
 
 @router.get("/{run_id}/", response_model=RunRead, summary="Get one run", responses=ERRORS(404))
-async def get_run(run_id: int, session: SessionDep, state: StateDep) -> RunRead:
+async def get_run(run_id: RunId, session: SessionDep, state: StateDep) -> RunRead:
     """A run with its tasks, host, GPU ids, timings and errors; a pending one says what it
     waits for (`waiting_for`)."""
     run = await store.get_or_raise(session, run_id)
@@ -117,7 +126,7 @@ async def get_run(run_id: int, session: SessionDep, state: StateDep) -> RunRead:
 @router.post(
     "/{run_id}/cancel/", response_model=RunRead, summary="Cancel a run", responses=ERRORS(404, 409)
 )
-async def cancel_run(run_id: int, session: SessionDep, state: StateDep) -> RunRead:
+async def cancel_run(run_id: RunId, session: SessionDep, state: StateDep) -> RunRead:
     """Pending: cancelled at once. Running: its container gets SIGTERM, then SIGKILL after
     `DOCKFLEET_STOP_TIMEOUT_SECONDS`; the slot and GPUs are freed. 409 if already finished."""
     run = await service.cancel(session, state.settings, state.services.get("scheduler"), run_id)
@@ -137,7 +146,7 @@ async def cancel_run(run_id: int, session: SessionDep, state: StateDep) -> RunRe
     },
 )
 async def run_logs(
-    run_id: int,
+    run_id: RunId,
     session: SessionDep,
     state: StateDep,
     follow: Annotated[

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from app.limits import DB_INT_MAX, MAX_TASKS_PER_RUN
 
 
 class RunStatus(StrEnum):
@@ -14,6 +17,7 @@ class RunStatus(StrEnum):
     pending = "pending"
     starting = "starting"
     running = "running"
+    cancelling = "cancelling"
     succeeded = "succeeded"
     failed = "failed"
     cancelled = "cancelled"
@@ -30,18 +34,33 @@ class TaskStatus(StrEnum):
     cancelled = "cancelled"
 
 
-ACTIVE = frozenset({RunStatus.starting, RunStatus.running})
+# Active runs are driven by a supervisor on their host; `cancelling` waits for its container
+# to be confirmed stopped.
+ACTIVE = frozenset({RunStatus.starting, RunStatus.running, RunStatus.cancelling})
 FINAL = frozenset({RunStatus.succeeded, RunStatus.failed, RunStatus.cancelled})
 
 # The only moves a run may make. "host lost" sends starting/running back to pending.
 RUN_MOVES: dict[RunStatus, frozenset[RunStatus]] = {
     RunStatus.pending: frozenset({RunStatus.starting, RunStatus.cancelled, RunStatus.failed}),
     RunStatus.starting: frozenset(
-        {RunStatus.running, RunStatus.failed, RunStatus.cancelled, RunStatus.pending}
+        {
+            RunStatus.running,
+            RunStatus.failed,
+            RunStatus.cancelling,
+            RunStatus.cancelled,
+            RunStatus.pending,
+        }
     ),
     RunStatus.running: frozenset(
-        {RunStatus.succeeded, RunStatus.failed, RunStatus.cancelled, RunStatus.pending}
+        {
+            RunStatus.succeeded,
+            RunStatus.failed,
+            RunStatus.cancelling,
+            RunStatus.cancelled,
+            RunStatus.pending,
+        }
     ),
+    RunStatus.cancelling: frozenset({RunStatus.cancelled, RunStatus.failed}),
     RunStatus.succeeded: frozenset(),
     RunStatus.failed: frozenset(),
     RunStatus.cancelled: frozenset(),
@@ -51,13 +70,17 @@ RUN_MOVES: dict[RunStatus, frozenset[RunStatus]] = {
 class LaunchRequest(BaseModel):
     """Body of POST /api/runs/launch/."""
 
-    model_config = ConfigDict(strict=True, extra="forbid")
+    model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
 
-    directive_id: int = Field(gt=0)
-    tasks: list[str] | None = Field(
-        None, description="Task names in order; default: the directive's, else every enabled task."
+    directive_id: int = Field(gt=0, le=DB_INT_MAX)
+    tasks: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = Field(
+        None,
+        max_length=MAX_TASKS_PER_RUN,
+        description="Task names in order; default: the directive's, else every enabled task.",
     )
-    target_host_id: int | None = Field(None, gt=0, description="Run only on this host.")
+    target_host_id: int | None = Field(
+        None, gt=0, le=DB_INT_MAX, description="Run only on this host."
+    )
 
 
 class RunTaskRead(BaseModel):

@@ -23,7 +23,12 @@ from app.tasks.models import (
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 
 TaskKey = Annotated[
-    str, Path(description="The task's id (all digits) or its name.", examples=["log_triage"])
+    str,
+    Path(
+        max_length=100,
+        description="The task's id (all digits) or its name.",
+        examples=["log_triage"],
+    ),
 ]
 # Table columns that cannot be NULL: a null in a PATCH leaves them unchanged.
 _NOT_NULL = frozenset(

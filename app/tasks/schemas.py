@@ -5,8 +5,20 @@ from __future__ import annotations
 import re
 import shlex
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from app.limits import (
+    ENV_NAME,
+    MAX_BINDS,
+    MAX_COMMAND_ARG,
+    MAX_COMMAND_ARGS,
+    MAX_ENV,
+    MAX_ENV_VALUE,
+    MAX_GPUS,
+    MAX_PATH,
+)
 
 NAME = r"^[a-z0-9][a-z0-9_.-]{0,99}$"
 # registry[:port]/path[:tag][@digest], lower-case path components, as Docker accepts them.
@@ -15,28 +27,44 @@ _IMAGE = re.compile(
     r"(?:/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
 )
 NETWORK_MODES = ("bridge", "host", "none")
+MAX_TIMEOUT = 30 * 24 * 3600  # a month
+MAX_MEMORY_MB = 16 * 1024 * 1024  # 16 TiB
 GPU_NEEDS_FLAG = "gpu_count > 0 needs requires_gpu: true"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid")
+    model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
+
+
+EnvName = Annotated[str, Field(pattern=ENV_NAME, max_length=256)]
+EnvValue = Annotated[str, Field(max_length=MAX_ENV_VALUE)]
+Arg = Annotated[str, Field(max_length=MAX_COMMAND_ARG)]
+Bind = Annotated[str, Field(min_length=3, max_length=2 * MAX_PATH + 4)]
 
 
 class _TaskFields(_Strict):
     description: str | None = Field(None, max_length=2000)
     image: str | None = Field(None, min_length=1, max_length=300)
-    command: list[str] | str | None = Field(
-        None, description="argv list, or a string split like a shell"
+    command: list[Arg] | str | None = Field(
+        None,
+        max_length=MAX_COMMAND_ARGS,
+        description="argv list, or a string split like a shell",
     )
-    env: dict[str, str] | None = None
+    env: dict[EnvName, EnvValue] | None = Field(None, max_length=MAX_ENV)
     requires_gpu: bool | None = None
-    gpu_count: int | None = Field(None, ge=0, le=64)
-    timeout_seconds: int | None = Field(None, gt=0, description="Kill the container after this.")
+    gpu_count: int | None = Field(None, ge=0, le=MAX_GPUS)
+    timeout_seconds: int | None = Field(
+        None, gt=0, le=MAX_TIMEOUT, description="Kill the container this long after it started."
+    )
     max_retries: int | None = Field(None, ge=0, le=20)
-    binds: list[str] | None = Field(None, description='Docker binds, e.g. "/var/log:/host/log:ro"')
+    binds: list[Bind] | None = Field(
+        None, max_length=MAX_BINDS, description='Docker binds, e.g. "/var/log:/host/log:ro"'
+    )
     network_mode: str | None = Field(None, min_length=1, max_length=100)
     cpu_limit: float | None = Field(None, gt=0, le=1024, description="CPUs, e.g. 0.5")
-    memory_limit_mb: int | None = Field(None, gt=0, description="Memory limit in MiB")
+    memory_limit_mb: int | None = Field(
+        None, gt=0, le=MAX_MEMORY_MB, description="Memory limit in MiB"
+    )
     enabled: bool | None = None
 
     @field_validator("name", check_fields=False)
@@ -58,6 +86,8 @@ class _TaskFields(_Strict):
     @classmethod
     def _command(cls, value: list[str] | str | None) -> list[str] | str | None:
         if isinstance(value, str):
+            if len(value) > MAX_COMMAND_ARG:
+                raise ValueError(f"command is longer than {MAX_COMMAND_ARG} characters")
             try:
                 return shlex.split(value)
             except ValueError as exc:
