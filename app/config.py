@@ -34,11 +34,23 @@ class Settings(BaseSettings):
         30, ge=0, description="Seconds between background live checks; 0 turns them off."
     )
     health_concurrency: int = Field(
-        8, ge=1, description="Live checks run at most this many at once."
+        64, ge=1, le=4096, description="Live checks run at most this many at once."
+    )
+    facts_refresh_seconds: float = Field(
+        300,
+        gt=0,
+        description="Docker version/info are re-read on (re)connect and at most this often.",
+    )
+    host_lost_after_seconds: float = Field(
+        60,
+        gt=0,
+        description="A host whose live checks keep failing for longer is lost: its runs are "
+        "re-queued (retries left) or failed.",
     )
     docker_timeout_seconds: float = Field(
-        10, gt=0, description="Connect/ping timeout for one Docker call."
+        10, gt=0, description="Deadline of one quick Docker call (connect, ping, inspect, ...)."
     )
+    pull_timeout_seconds: float = Field(1800, gt=0, description="Deadline of one image pull.")
     stop_timeout_seconds: int = Field(
         10, ge=0, description="Grace before a cancelled container is killed."
     )
@@ -59,6 +71,21 @@ class Settings(BaseSettings):
     )
     max_log_bytes: int = Field(
         1024 * 1024, ge=1024, description="Tail of each task's logs kept after its container goes."
+    )
+    follow_max_seconds: float = Field(
+        6 * 3600, gt=0, description="A live log stream (?follow=true) ends after this long."
+    )
+    db_busy_timeout_seconds: float = Field(
+        5, gt=0, le=60, description="How long a database write waits for a lock before a 503."
+    )
+    max_body_bytes: int = Field(
+        1024 * 1024, ge=1024, description="Request bodies above this are refused (413)."
+    )
+    internal_error_limit: int = Field(
+        5,
+        ge=1,
+        description="A run's supervisor retries after this many consecutive internal errors "
+        "at most; then it stops the container and fails the run.",
     )
     instance_id: str | None = Field(
         None,

@@ -8,19 +8,16 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
-from fastapi.responses import JSONResponse, PlainTextResponse
-from sqlalchemy import literal
-from sqlmodel import select
-from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app import __version__, errors, meta
+from app import __version__, errors, meta, service
 from app.config import Settings
 from app.db import Database, upgrade
 from app.deps import AppState, require_token
+from app.engine.client import Deadlines
 from app.engine.pool import DockerPool
 from app.hosts.monitor import HealthMonitor
 from app.hosts.routes import router as hosts_router
-from app.metrics import render_metrics
+from app.ingress import BodyLimit, TrailingSlash
 from app.openapi import ERRORS
 
 log = logging.getLogger("dockfleet")
@@ -35,22 +32,6 @@ Paths work with or without their trailing slash.
 """
 
 
-class TrailingSlash:
-    """Serve /api/x as /api/x/ without a redirect (the runbook uses trailing slashes)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            path: str = scope["path"]
-            if path.startswith("/api/") and not path.endswith("/"):
-                scope = {**scope, "path": path + "/"}
-                if scope.get("raw_path"):
-                    scope["raw_path"] = scope["raw_path"] + b"/"
-        await self.app(scope, receive, send)
-
-
 def _routers() -> list[APIRouter]:
     from app import rooms
 
@@ -60,8 +41,9 @@ def _routers() -> list[APIRouter]:
 def create_app(settings: Settings | None = None, *, migrate: bool = True) -> FastAPI:
     """Build the app; background loops start in its lifespan (not under ASGITransport)."""
     settings = settings or Settings()
-    db = Database(settings.database_url)
-    pool = DockerPool(settings.docker_timeout_seconds, settings.networks())
+    db = Database(settings.database_url, settings.db_busy_timeout_seconds)
+    deadlines = Deadlines(call=settings.docker_timeout_seconds, pull=settings.pull_timeout_seconds)
+    pool = DockerPool(deadlines, settings.networks())
     state = AppState(settings=settings, db=db, pool=pool, instance_id=settings.instance_id or "")
     state.monitor = HealthMonitor(db, pool, settings)
 
@@ -89,33 +71,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         api.include_router(router)
     app.include_router(api)
 
-    @app.get(
-        "/healthz",
-        tags=["service"],
-        summary="Process alive and database reachable",
-        description="200 `{status, database, version}`, or 503 when the database is unreachable.",
-        responses={503: {"description": "Database unreachable"}},
-    )
-    async def healthz() -> JSONResponse:
-        try:
-            async with db.sessions() as session:
-                await session.exec(select(literal(1)))
-        except Exception as exc:
-            log.error("database unreachable: %s", type(exc).__name__)
-            return JSONResponse({"status": "error", "database": "unreachable"}, status_code=503)
-        body = {"status": "ok", "database": "ok", "version": __version__}
-        return JSONResponse({**body, "instance_id": state.instance_id})
-
-    @app.get(
-        "/metrics",
-        tags=["service"],
-        summary="Prometheus metrics",
-        description="Hosts (health, staleness, load) and runs by status, as Prometheus text.",
-        response_class=PlainTextResponse,
-    )
-    async def metrics() -> str:
-        return await render_metrics(state)
-
+    app.include_router(service.router)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(TrailingSlash)
     return app
 

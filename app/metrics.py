@@ -27,12 +27,13 @@ async def render_metrics(state: AppState) -> str:
     async with state.db.sessions() as session:
         hosts = (await session.exec(select(WorkerHost).order_by(col(WorkerHost.id)))).all()
         loads = await hosts_store.loads(session)
+        active = await hosts_store.active_counts(session, [h.id for h in hosts if h.id])
         by_status = select(hosts_store.RUNS.c.status, func.count()).group_by(
             hosts_store.RUNS.c.status
         )
         runs = (await session.exec(by_status)).all()
     now = clock.now()
-    per_host = {"up": [], "stale": [], "active": [], "slots": []}  # type: dict[str, list[str]]
+    per_host: dict[str, list[str]] = {"up": [], "stale": [], "active": [], "held": [], "slots": []}
     for h in hosts:
         label = f'{{host="{_escape(h.name)}",id="{h.id}"}}'
         load = loads.get(h.id or 0)
@@ -40,7 +41,8 @@ async def render_metrics(state: AppState) -> str:
         per_host["stale"].append(
             f"dockfleet_host_stale{label} {int(is_stale(h.last_seen_at, now, stale_after))}"
         )
-        per_host["active"].append(f"dockfleet_host_active_runs{label} {load.active if load else 0}")
+        per_host["active"].append(f"dockfleet_host_active_runs{label} {active.get(h.id or 0, 0)}")
+        per_host["held"].append(f"dockfleet_host_held_slots{label} {load.held if load else 0}")
         per_host["slots"].append(
             f"dockfleet_host_max_concurrency{label} {h.caps().max_concurrency}"
         )
@@ -51,7 +53,12 @@ async def render_metrics(state: AppState) -> str:
             "stale",
             "1 when the host has not been seen within the stale limit.",
         ),
-        ("dockfleet_host_active_runs", "active", "Runs holding a slot on the host."),
+        ("dockfleet_host_active_runs", "active", "Runs starting, running or cancelling there."),
+        (
+            "dockfleet_host_held_slots",
+            "held",
+            "Slots held: active runs plus holds kept until a container is known gone.",
+        ),
         ("dockfleet_host_max_concurrency", "slots", "The host's max_concurrency."),
     ):
         lines += [f"# HELP {name} {text}", f"# TYPE {name} gauge", *per_host[key]]

@@ -3,6 +3,7 @@
 from sqlmodel import SQLModel
 
 from app.directives.models import Directive
+from app.hosts.holds import GpuHold, SlotHold
 from app.hosts.models import WorkerHost
 from app.meta import Meta
 from app.runs.models import Run, RunTask
@@ -10,4 +11,14 @@ from app.tasks.models import TaskDefinition
 
 metadata = SQLModel.metadata
 
-__all__ = ["Directive", "Meta", "Run", "RunTask", "TaskDefinition", "WorkerHost", "metadata"]
+__all__ = [
+    "Directive",
+    "GpuHold",
+    "Meta",
+    "Run",
+    "RunTask",
+    "SlotHold",
+    "TaskDefinition",
+    "WorkerHost",
+    "metadata",
+]

@@ -26,7 +26,8 @@ async def start_services(state: AppState) -> None:
     state.services["scheduler"] = scheduler
     state.services["reconciler"] = reconciler
     if state.monitor is not None:
-        state.monitor.on_healthy.append(lambda _host_id: scheduler.wake())
+        state.monitor.sweeper = reconciler.sweep  # a host that failed a check is swept first
+        state.monitor.on_change.append(lambda _host_id: scheduler.wake())
     reconciler.start()
     scheduler.start()
 

@@ -63,7 +63,7 @@ def bench_plan(hosts: int, runs: int, repeat: int = 5) -> dict[str, float]:
     times = []
     tracemalloc.start()
     for _ in range(repeat):
-        views = [HostView.of(h, HostLoad(active=(h.id or 0) % 2)) for h in rows]
+        views = [HostView.of(h, HostLoad(held=(h.id or 0) % 2)) for h in rows]
         t0 = time.perf_counter()
         placed = plan(needs, views, clock.now(), 300)
         times.append(time.perf_counter() - t0)

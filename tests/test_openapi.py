@@ -161,6 +161,7 @@ def test_enums_are_enums(schema: dict[str, Any]) -> None:
         "pending",
         "starting",
         "running",
+        "cancelling",
         "succeeded",
         "failed",
         "cancelled",

@@ -7,14 +7,14 @@ import logging
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import aiodocker
 
 from app.config import Network, address_allowed
+from app.engine.client import Deadlines, DockerClient, DockerFacts
 from app.engine.endpoint import Endpoint
 from app.engine.errors import translate
 from app.engine.tunnels import Tunnel
@@ -24,15 +24,12 @@ log = logging.getLogger("dockfleet.engine")
 
 
 @dataclass
-class DockerFacts:
-    """What a successful live check learned about a daemon."""
+class CheckResult:
+    """What one live check learned: the latency, and the facts when they were read."""
 
-    docker_version: str | None
-    api_version: str | None
-    ncpu: int | None
-    mem_total: int | None
-    runtimes: list[str]
     latency_ms: float
+    facts: DockerFacts | None
+    reconnected: bool
 
 
 @dataclass
@@ -40,6 +37,7 @@ class _Slot:
     fingerprint: str
     docker: aiodocker.Docker
     tunnel: Tunnel | None
+    fresh: bool = True  # not yet used by a live check (its facts are worth reading)
 
     @property
     def alive(self) -> bool:
@@ -56,8 +54,9 @@ class _Slot:
 class DockerPool:
     """Pooled Docker clients keyed by host; the seam between dockfleet and the daemons."""
 
-    def __init__(self, timeout: float, networks: list[Network | str]) -> None:
-        self.timeout = timeout
+    def __init__(self, deadlines: Deadlines, networks: list[Network | str]) -> None:
+        self.deadlines = deadlines
+        self.timeout = deadlines.call
         self.networks = networks
         self._slots: dict[int, _Slot] = {}
         self._locks: dict[int, asyncio.Lock] = {}
@@ -73,10 +72,14 @@ class DockerPool:
             if not address_allowed(address, self.networks):
                 raise HostUnreachable(f"{host} ({address}) is outside DOCKFLEET_ALLOWED_NETWORKS")
 
+    def _client(self, url: str, ssl_context: ssl.SSLContext | None = None) -> aiodocker.Docker:
+        timeout = self.deadlines.client_timeout()
+        return aiodocker.Docker(url=url, ssl_context=ssl_context, timeout=timeout)
+
     async def _open(self, ep: Endpoint) -> _Slot:
         fingerprint = ep.fingerprint()
         if ep.type == "docker_socket":
-            return _Slot(fingerprint, aiodocker.Docker(url=ep.base_url), None)
+            return _Slot(fingerprint, self._client(ep.base_url), None)
         host, port = ep.tcp_target()
         if ep.ssh is not None:
             await self._check_address(ep.ssh.host)
@@ -84,17 +87,13 @@ class DockerPool:
                 tunnel = await Tunnel.open(ep.ssh, host, port, self.timeout)
             except OSError as exc:  # refused, no route: the SSH server, not Docker
                 raise translate(exc, ep.name, ep.secrets(), "cannot reach the SSH server") from exc
-            return _Slot(
-                fingerprint, aiodocker.Docker(url=f"http://127.0.0.1:{tunnel.port}"), tunnel
-            )
+            return _Slot(fingerprint, self._client(f"http://127.0.0.1:{tunnel.port}"), tunnel)
         await self._check_address(host)
         if ep.tls is not None:
             ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ep.tls.ca_cert)
             ctx.load_cert_chain(ep.tls.client_cert, ep.tls.client_key)
-            return _Slot(
-                fingerprint, aiodocker.Docker(url=f"https://{host}:{port}", ssl_context=ctx), None
-            )
-        return _Slot(fingerprint, aiodocker.Docker(url=f"http://{host}:{port}"), None)
+            return _Slot(fingerprint, self._client(f"https://{host}:{port}", ctx), None)
+        return _Slot(fingerprint, self._client(f"http://{host}:{port}"), None)
 
     async def _slot(self, ep: Endpoint) -> _Slot:
         lock = self._locks.setdefault(ep.host_id, asyncio.Lock())
@@ -123,11 +122,11 @@ class DockerPool:
                 log.debug("error closing client of host %s", host_id, exc_info=True)
 
     @asynccontextmanager
-    async def docker(self, ep: Endpoint) -> AsyncIterator[aiodocker.Docker]:
+    async def docker(self, ep: Endpoint) -> AsyncIterator[DockerClient]:
         """A client for the host; errors are translated and a broken client is dropped."""
         slot = await self._slot(ep)
         try:
-            yield slot.docker
+            yield DockerClient(slot.docker, self.deadlines)
         except EngineError:
             raise
         except Exception as exc:
@@ -136,40 +135,37 @@ class DockerPool:
                 await self._drop(ep.host_id)
             raise err from exc
 
-    async def ping(self, ep: Endpoint) -> DockerFacts:
-        """Live check: version and info within the timeout.
+    async def ping(self, ep: Endpoint, facts: bool = False) -> CheckResult:
+        """Live check: /_ping within the deadline, plus version and info when `facts` is asked
+        for or the connection is new (the host (re)connected).
 
         A pooled connection (or tunnel) may have died since its last use: then one retry on a
         fresh one. A fresh connection that failed, or any timeout, is the answer as it is.
         """
         pooled = ep.host_id in self._slots
         try:
-            return await self._ping_once(ep)
+            return await self._ping_once(ep, facts)
         except HostUnreachable as exc:
             if not pooled or isinstance(exc.__cause__, TimeoutError):
                 raise
-            return await self._ping_once(ep)
+            return await self._ping_once(ep, facts)
 
-    async def _ping_once(self, ep: Endpoint) -> DockerFacts:
+    async def _ping_once(self, ep: Endpoint, want_facts: bool) -> CheckResult:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self.timeout):
+                slot = await self._slot(ep)
+                reconnected, slot.fresh = slot.fresh, False
                 async with self.docker(ep) as docker:
-                    version: Mapping[str, Any] = await docker.version()
-                    info: Mapping[str, Any] = await docker.system.info()
+                    await docker.ping()
+                    facts = await docker.facts() if want_facts or reconnected else None
         except TimeoutError as exc:
             await self._drop(ep.host_id)
             raise HostUnreachable(
                 f"{ep.name}: no answer from Docker within {self.timeout:g}s"
             ) from exc
-        return DockerFacts(
-            docker_version=version.get("Version"),
-            api_version=version.get("ApiVersion"),
-            ncpu=info.get("NCPU"),
-            mem_total=info.get("MemTotal"),
-            runtimes=sorted((info.get("Runtimes") or {}).keys()),
-            latency_ms=round((time.perf_counter() - started) * 1000, 2),
-        )
+        latency = round((time.perf_counter() - started) * 1000, 2)
+        return CheckResult(latency_ms=latency, facts=facts, reconnected=reconnected)
 
     async def forget(self, host_id: int) -> None:
         """Close a host's client and tunnel (its config changed or it was deleted)."""

@@ -10,15 +10,25 @@ from app.hosts.models import WorkerHost
 
 @dataclass
 class HostLoad:
-    """A host's active runs and the GPU ids they hold."""
+    """A host's held slots (lingering ones too) and the GPU ids held."""
 
-    active: int = 0
-    gpus_in_use: list[str] = field(default_factory=list)
+    held: int = 0
+    lingering: int = 0
+    gpus_in_use: set[str] = field(default_factory=set)
 
 
 def is_stale(last_seen_at: datetime | None, now: datetime, stale_after: float) -> bool:
     """Never seen, or not seen for longer than `stale_after` seconds."""
     return last_seen_at is None or (now - last_seen_at).total_seconds() > stale_after
+
+
+def is_lost(
+    healthy: bool, unhealthy_since: datetime | None, now: datetime, lost_after: float
+) -> bool:
+    """Live checks have kept failing for longer than `lost_after` seconds (heartbeats aside)."""
+    if healthy or unhealthy_since is None:
+        return False
+    return (now - unhealthy_since).total_seconds() > lost_after
 
 
 def ineligible_reasons(

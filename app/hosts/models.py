@@ -61,6 +61,17 @@ class WorkerHost(SQLModel, table=True):
     last_seen_at: datetime | None = SQLField(default=None, sa_type=UTCDateTime)
     last_check_at: datetime | None = SQLField(default=None, sa_type=UTCDateTime)
     last_error: str | None = None
+    unhealthy_since: datetime | None = SQLField(
+        default=None, sa_type=UTCDateTime, description="First failed live check of this outage."
+    )
+    consecutive_failures: int = SQLField(default=0, description="Failed live checks in a row.")
+    needs_sweep: bool = SQLField(
+        default=True,
+        description="Our leftover containers must be swept before the host takes runs again.",
+    )
+    facts_at: datetime | None = SQLField(
+        default=None, sa_type=UTCDateTime, description="When version/info were last read."
+    )
     docker_version: str | None = SQLField(default=None, max_length=100)
     api_version: str | None = SQLField(default=None, max_length=20)
     ncpu: int | None = None

@@ -1,17 +1,25 @@
-"""HealthMonitor: live-checks hosts through the engine and records what it finds."""
+"""HealthMonitor: live-checks hosts through the engine and records what it finds.
+
+Each enabled host is checked on its own timer (spread over the interval, never in a burst), and
+every check is bounded by the Docker deadline, so a silent host never delays another. A host
+that failed a check is swept (our unclaimed leftover containers stopped and removed, lingering
+holds released) by the `sweeper` hook on its next good check, before it is healthy again.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+import random
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
-from sqlalchemy import update
+from sqlalchemy import func, literal, update
 from sqlmodel import col, select
 
 from app import clock
 from app.config import Settings
-from app.db import Database
+from app.db import Database, UTCDateTime
 from app.engine.endpoint import Endpoint
 from app.engine.pool import DockerPool
 from app.errors import EngineError
@@ -19,18 +27,26 @@ from app.hosts.models import CheckResult, WorkerHost
 
 log = logging.getLogger("dockfleet.health")
 
+# The sweeper returns None when the host is clean, else why it could not be swept.
+Sweeper = Callable[[Endpoint], Awaitable[str | None]]
+
 
 class HealthMonitor:
-    """Checks every enabled host each interval (bounded concurrency); new hosts at once."""
+    """Checks every enabled host each interval; new hosts at once."""
 
     def __init__(self, db: Database, pool: DockerPool, settings: Settings) -> None:
         self.db = db
         self.pool = pool
         self.interval = settings.health_interval_seconds
+        self.facts_every = settings.facts_refresh_seconds
         self._limit = asyncio.Semaphore(settings.health_concurrency)
         self._task: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[CheckResult | None]] = set()
-        self.on_healthy: list[Callable[[int], None]] = []
+        self._inflight: dict[int, asyncio.Task[CheckResult | None]] = {}
+        self._due: dict[int, float] = {}
+        self.sweeper: Sweeper | None = None
+        # Called with the host id whenever a host's health flips (either way).
+        self.on_change: list[Callable[[int], None]] = []
 
     @property
     def enabled(self) -> bool:
@@ -38,48 +54,103 @@ class HealthMonitor:
         return self.interval > 0
 
     async def check(self, host_id: int) -> CheckResult | None:
-        """Live-check one host and store the result; None if the host is gone."""
+        """Live-check one host now and store the result; None if the host is gone.
+
+        Concurrent callers for the same host share one check (a supervisor in trouble, the
+        monitor's timer and `?check=true` never pile up checks on a struggling host).
+        """
+        task = self._inflight.get(host_id)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._check(host_id))
+            self._inflight[host_id] = task
+            task.add_done_callback(lambda _t: self._inflight.pop(host_id, None))
+        return await asyncio.shield(task)
+
+    async def _check(self, host_id: int) -> CheckResult | None:
         async with self.db.sessions() as session:
             host = await session.get(WorkerHost, host_id)
             if host is None:
                 return None
             ep = Endpoint.of(host)
-            was_healthy = host.healthy
+            was_healthy, needs_sweep = host.healthy, host.needs_sweep
+            facts_due = host.facts_at is None or clock.now() - host.facts_at > timedelta(
+                seconds=self.facts_every
+            )
+            stored_version = host.docker_version
         async with self._limit:
             try:
-                facts = await self.pool.ping(ep)
+                found = await self.pool.ping(ep, facts=facts_due)
             except EngineError as exc:
-                result = CheckResult(
-                    ok=False, latency_ms=None, error=str(exc.detail), docker_version=None
-                )
-                await self._record_failure(host_id, result.error or "unreachable")
+                error = str(exc.detail)
+                await self._record_failure(host_id, error)
                 if was_healthy:
-                    log.warning("host %s (%s) is unhealthy: %s", host_id, ep.name, result.error)
-                return result
+                    log.warning("host %s (%s) is unhealthy: %s", host_id, ep.name, error)
+                    self._changed(host_id)
+                return CheckResult(ok=False, latency_ms=None, error=error, docker_version=None)
+            problem = None
+            if needs_sweep or found.reconnected:
+                problem = await self._sweep(ep)
         now = clock.now()
-        values = {
-            "healthy": True,
-            "last_seen_at": now,
-            "last_check_at": now,
-            "last_error": None,
-            "docker_version": facts.docker_version,
-            "api_version": facts.api_version,
-            "ncpu": facts.ncpu,
-            "mem_total": facts.mem_total,
-            "runtimes": facts.runtimes,
-        }
+        values: dict[str, object] = {"last_seen_at": now, "last_check_at": now}
+        if found.facts is not None:
+            facts = found.facts
+            stored_version = facts.docker_version
+            values.update(
+                docker_version=facts.docker_version,
+                api_version=facts.api_version,
+                ncpu=facts.ncpu,
+                mem_total=facts.mem_total,
+                runtimes=facts.runtimes,
+                facts_at=now,
+            )
+        if problem is not None:
+            error = f"reachable, but its leftover containers are not swept yet: {problem}"
+            await self._write(host_id, {**values, "healthy": False, "last_error": error})
+            return CheckResult(
+                ok=False, latency_ms=found.latency_ms, error=error, docker_version=stored_version
+            )
+        values.update(
+            healthy=True,
+            last_error=None,
+            unhealthy_since=None,
+            consecutive_failures=0,
+            needs_sweep=False,
+        )
         await self._write(host_id, values)
         if not was_healthy:
-            log.info("host %s (%s) is healthy (Docker %s)", host_id, ep.name, facts.docker_version)
-        for listener in self.on_healthy:
-            listener(host_id)
+            log.info("host %s (%s) is healthy (Docker %s)", host_id, ep.name, stored_version)
+            self._changed(host_id)
         return CheckResult(
-            ok=True, latency_ms=facts.latency_ms, error=None, docker_version=facts.docker_version
+            ok=True, latency_ms=found.latency_ms, error=None, docker_version=stored_version
         )
 
+    async def _sweep(self, ep: Endpoint) -> str | None:
+        if self.sweeper is None:
+            return None
+        try:
+            return await self.sweeper(ep)
+        except Exception as exc:  # a sweep that crashed leaves the host out, never a 500
+            log.exception("sweep of host %s crashed", ep.host_id)
+            return type(exc).__name__
+
+    def _changed(self, host_id: int) -> None:
+        for listener in self.on_change:
+            listener(host_id)
+
     async def _record_failure(self, host_id: int, error: str) -> None:
+        now = clock.now()
         await self._write(
-            host_id, {"healthy": False, "last_check_at": clock.now(), "last_error": error}
+            host_id,
+            {
+                "healthy": False,
+                "last_check_at": now,
+                "last_error": error,
+                "needs_sweep": True,
+                "consecutive_failures": col(WorkerHost.consecutive_failures) + 1,
+                "unhealthy_since": func.coalesce(
+                    col(WorkerHost.unhealthy_since), literal(now, UTCDateTime())
+                ),
+            },
         )
 
     async def _write(self, host_id: int, values: dict[str, object]) -> None:
@@ -88,11 +159,14 @@ class HealthMonitor:
             stmt = update(WorkerHost).where(col(WorkerHost.id) == host_id).values(**values)
             await session.exec(stmt)
 
-    async def tick(self) -> dict[int, CheckResult | None]:
-        """Check every enabled host once, concurrently; returns results by host id."""
+    async def _enabled_ids(self) -> list[int]:
         async with self.db.sessions() as session:
             rows = await session.exec(select(WorkerHost.id).where(col(WorkerHost.enabled)))
-            ids = [i for i in rows.all() if i is not None]
+            return [i for i in rows.all() if i is not None]
+
+    async def tick(self) -> dict[int, CheckResult | None]:
+        """Check every enabled host once, concurrently; returns results by host id."""
+        ids = await self._enabled_ids()
         results = await asyncio.gather(*(self.check(i) for i in ids), return_exceptions=True)
         out: dict[int, CheckResult | None] = {}
         for host_id, result in zip(ids, results, strict=True):
@@ -107,18 +181,49 @@ class HealthMonitor:
         """Check a host in the background now (a new or re-enabled host), if checks are on."""
         if not self.enabled:
             return
-        task = asyncio.get_running_loop().create_task(self.check(host_id))
+        self._spawn(host_id)
+
+    def _spawn(self, host_id: int) -> None:
+        task = asyncio.get_running_loop().create_task(self._checked(host_id))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
+    async def _checked(self, host_id: int) -> CheckResult | None:
+        try:
+            return await self.check(host_id)
+        except Exception:
+            log.exception("health check of host %s crashed", host_id)
+            return None
+
+    def _jitter(self) -> float:
+        return self.interval * random.uniform(0.9, 1.1)
+
+    async def _round(self, now: float) -> float:
+        """Start the checks that are due; returns how long to sleep until the next one."""
+        ids = set(await self._enabled_ids())
+        for gone in set(self._due) - ids:
+            del self._due[gone]
+        for host_id in ids - set(self._due):
+            # Spread the first checks of hosts we have not seen yet over the interval.
+            self._due[host_id] = now + random.uniform(0, min(self.interval, 5.0))
+        for host_id, due in self._due.items():
+            if due <= now:
+                self._due[host_id] = now + self._jitter()
+                if host_id not in self._inflight:
+                    self._spawn(host_id)
+        upcoming = min(self._due.values(), default=now + self.interval)
+        return max(0.05, min(upcoming - now, 1.0))
+
     async def run(self) -> None:
-        """Tick forever, every interval."""
+        """Check each host on its own jittered timer, forever."""
+        loop = asyncio.get_running_loop()
         while True:
             try:
-                await self.tick()
+                pause = await self._round(loop.time())
             except Exception:
-                log.exception("health monitor tick failed")
-            await asyncio.sleep(self.interval)
+                log.exception("health monitor round failed")
+                pause = 1.0
+            await asyncio.sleep(pause)
 
     def start(self) -> None:
         """Start the loop (no-op when checks are off)."""
@@ -127,7 +232,7 @@ class HealthMonitor:
 
     async def stop(self) -> None:
         """Stop the loop and any check still running."""
-        tasks = [t for t in [self._task, *self._pending] if t is not None]
+        tasks = [t for t in [self._task, *self._pending, *self._inflight.values()] if t]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -7,8 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response, status
 
 from app import clock
-from app.deps import PageDep, SessionDep, StateDep, page_links
-from app.errors import HostBusy
+from app.deps import HostId, PageDep, SessionDep, StateDep, page_links
 from app.hosts import store
 from app.hosts.eligibility import is_stale
 from app.hosts.models import (
@@ -29,9 +28,13 @@ router = APIRouter(prefix="/worker-hosts", tags=["worker hosts"])
 
 
 async def _read(session: SessionDep, state: StateDep, host: WorkerHost) -> HostRead:
-    assert host.id is not None
-    load = (await store.loads(session, [host.id])).get(host.id)
-    return store.to_read(host, load, state.settings.stale_after_seconds)
+    return (await store.read_many(session, [host], state.settings.stale_after_seconds))[0]
+
+
+def _wake(state: StateDep) -> None:
+    scheduler = state.services.get("scheduler")
+    if scheduler is not None:
+        scheduler.wake()
 
 
 @router.post(
@@ -78,15 +81,15 @@ async def list_hosts(
     page: PageDep,
     enabled: Annotated[bool | None, Query(description="Only enabled (or disabled) hosts.")] = None,
     healthy: Annotated[bool | None, Query(description="Only healthy (or unhealthy) hosts.")] = None,
-    name: Annotated[str | None, Query(description="Only the host with this exact name.")] = None,
+    name: Annotated[
+        str | None, Query(max_length=200, description="Only the host with this exact name.")
+    ] = None,
 ) -> HostPage:
     """Every host with `is_stale`, `active_runs_count` and why it cannot take runs, if so."""
     count, hosts = await store.list_hosts(
         session, enabled=enabled, healthy=healthy, limit=page.limit, offset=page.offset, name=name
     )
-    loads = await store.loads(session, [h.id for h in hosts if h.id is not None])
-    stale_after = state.settings.stale_after_seconds
-    results = [store.to_read(h, loads.get(h.id or 0), stale_after) for h in hosts]
+    results = await store.read_many(session, hosts, state.settings.stale_after_seconds)
     nxt, prev = page_links(request, page, count)
     return HostPage(count=count, next=nxt, previous=prev, results=results)
 
@@ -94,7 +97,7 @@ async def list_hosts(
 @router.get(
     "/{host_id}/", response_model=HostRead, summary="Get one worker host", responses=ERRORS(404)
 )
-async def get_host(host_id: int, session: SessionDep, state: StateDep) -> HostRead:
+async def get_host(host_id: HostId, session: SessionDep, state: StateDep) -> HostRead:
     """One host; secrets are shown only as `has_ssh_config` / `has_tls_config`."""
     return await _read(session, state, await store.get_or_raise(session, host_id))
 
@@ -106,7 +109,7 @@ async def get_host(host_id: int, session: SessionDep, state: StateDep) -> HostRe
     responses=ERRORS(404, 409, 422),
 )
 async def update_host(
-    host_id: int,
+    host_id: HostId,
     body: Annotated[HostUpdate, examples("host_patch")],
     session: SessionDep,
     state: StateDep,
@@ -127,12 +130,15 @@ async def update_host(
     )
     was_enabled = host.enabled
     await store.update(session, host, changes)
+    await store.bump_seq(session, host_id)  # a plan made before this change must not apply
     await session.commit()
     connection_changed = {"type", "base_url", "ssh_config", "tls_config"} & changes.keys()
     if connection_changed:
         await state.pool.forget(host_id)
     if state.monitor is not None and host.enabled and (connection_changed or not was_enabled):
         state.monitor.check_soon(host_id)
+    _wake(state)
+    await session.refresh(host)
     return await _read(session, state, host)
 
 
@@ -142,18 +148,23 @@ async def update_host(
     summary="Remove a worker host",
     responses=ERRORS(404, 409),
 )
-async def delete_host(host_id: int, session: SessionDep, state: StateDep) -> Response:
-    """Remove a host; 409 while it still has active runs (drain it first)."""
+async def delete_host(
+    host_id: HostId,
+    session: SessionDep,
+    state: StateDep,
+    force: Annotated[
+        bool,
+        Query(
+            description="Also release slots still held for containers that could not be "
+            "confirmed gone (only for a host that is gone for good)."
+        ),
+    ] = False,
+) -> Response:
+    """Remove a host; 409 while it has active runs (drain it first), pending runs pinned to
+    it, or slots held until its leftover containers are known gone (`?force=true` for a host
+    that will never come back)."""
     host = await store.get_or_raise(session, host_id)
-    active = (await store.loads(session, [host_id])).get(host_id)
-    if active and active.active:
-        raise HostBusy(f"worker host {host_id} has {active.active} active runs; drain it first")
-    pinned = await store.pending_targeting(session, host_id)
-    if pinned:
-        raise HostBusy(
-            f"worker host {host_id} has {pinned} pending runs pinned to it; cancel them first"
-        )
-    await store.delete(session, host)
+    await store.delete_checked(session, host, force=force)
     await session.commit()
     await state.pool.forget(host_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -167,7 +178,7 @@ async def delete_host(host_id: int, session: SessionDep, state: StateDep) -> Res
     responses=ERRORS(404),
 )
 async def host_health(
-    host_id: int,
+    host_id: HostId,
     session: SessionDep,
     state: StateDep,
     check: Annotated[
@@ -189,14 +200,14 @@ async def host_health(
     else:
         await store.update(session, host, {"last_seen_at": clock.now()})
         await session.commit()
-    load = (await store.loads(session, [host_id])).get(host_id)
+    active = (await store.active_counts(session, [host_id])).get(host_id, 0)
     health = HostHealth(
         host_id=host_id,
         name=host.name,
         healthy=host.healthy,
         last_seen_at=host.last_seen_at,
         is_stale=is_stale(host.last_seen_at, clock.now(), state.settings.stale_after_seconds),
-        active_runs_count=load.active if load else 0,
+        active_runs_count=active,
     )
     if result is not None:
         health.check = result
@@ -204,21 +215,21 @@ async def host_health(
 
 
 async def _set_draining(
-    host_id: int, draining: bool, session: SessionDep, state: StateDep
+    host_id: HostId, draining: bool, session: SessionDep, state: StateDep
 ) -> HostRead:
     host = await store.get_or_raise(session, host_id)
     await store.update(session, host, {"draining": draining})
+    await store.bump_seq(session, host_id)  # a plan made before the drain must not apply
     await session.commit()
-    scheduler = state.services.get("scheduler")
-    if scheduler is not None and not draining:
-        scheduler.wake()
+    _wake(state)
+    await session.refresh(host)
     return await _read(session, state, host)
 
 
 @router.post(
     "/{host_id}/drain/", response_model=HostRead, summary="Drain a host", responses=ERRORS(404)
 )
-async def drain_host(host_id: int, session: SessionDep, state: StateDep) -> HostRead:
+async def drain_host(host_id: HostId, session: SessionDep, state: StateDep) -> HostRead:
     """A draining host takes no new runs; its running runs finish."""
     return await _set_draining(host_id, True, session, state)
 
@@ -226,6 +237,6 @@ async def drain_host(host_id: int, session: SessionDep, state: StateDep) -> Host
 @router.post(
     "/{host_id}/undrain/", response_model=HostRead, summary="Undrain a host", responses=ERRORS(404)
 )
-async def undrain_host(host_id: int, session: SessionDep, state: StateDep) -> HostRead:
+async def undrain_host(host_id: HostId, session: SessionDep, state: StateDep) -> HostRead:
     """The host takes new runs again."""
     return await _set_draining(host_id, False, session, state)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Protocol
 
-from sqlalchemy import update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -17,7 +17,7 @@ from app.hosts import store as hosts_store
 from app.hosts.eligibility import HostLoad, ineligible_reasons
 from app.hosts.models import WorkerHost
 from app.runs import store
-from app.runs.models import ACTIVE, FINAL, LaunchRequest, Run, RunStatus, RunTask, TaskStatus
+from app.runs.models import FINAL, LaunchRequest, Run, RunStatus, RunTask
 from app.tasks.models import TaskDefinition
 
 
@@ -25,7 +25,7 @@ class SchedulerPort(Protocol):
     """What the runs room needs of the scheduler (which lives in a room that imports us)."""
 
     def wake(self) -> None: ...
-    def request_cancel(self, run_id: int) -> bool: ...
+    def request_cancel(self, run_id: int) -> asyncio.Event | None: ...
 
 
 async def resolve_tasks(
@@ -121,50 +121,58 @@ async def launch(session: AsyncSession, settings: Settings, body: LaunchRequest)
 async def cancel(
     session: AsyncSession, settings: Settings, scheduler: SchedulerPort | None, run_id: int
 ) -> Run:
-    """Pending: cancelled at once. Active: its container is stopped (grace, then kill)."""
+    """Pending: cancelled at once. Active: `cancelling` until its container is confirmed
+    stopped (grace, then kill), then `cancelled`. Waits for that only while the stop can be
+    done now (bounded); a host that cannot be reached answers `cancelling` at once."""
     run = await store.get_or_raise(session, run_id)
-    if RunStatus(run.status) in FINAL:
-        raise Conflict(f"run {run_id} is already {run.status}")
-    if run.status == RunStatus.pending:
-        if await store.transition(
-            session, run, RunStatus.cancelled, error="cancelled", finished_at=clock.now()
-        ):
-            await session.exec(
-                update(RunTask)
-                .where(col(RunTask.run_id) == run_id)
-                .values(status=TaskStatus.cancelled.value)
-            )
+    for _ in range(5):  # the run may move (placed, started) between our read and our write
+        if RunStatus(run.status) in FINAL:
+            raise Conflict(f"run {run_id} is already {run.status}")
+        if run.status == RunStatus.pending:
+            done = await store.cancel_pending(session, [run_id])
             await session.commit()
-            return run
-    stmt = (
-        update(Run)
-        .where(col(Run.id) == run_id, col(Run.status).in_([s.value for s in ACTIVE]))
-        .values(cancel_requested=True)
-    )
-    await session.exec(stmt)
+            await session.refresh(run)
+            if done:
+                return run
+            continue
+        if run.status == RunStatus.cancelling or await store.transition(
+            session, run, RunStatus.cancelling, cancel_requested=True
+        ):
+            break
+        await session.refresh(run)
     await session.commit()
-    if scheduler is not None:
-        scheduler.request_cancel(run_id)
-    return await _wait_final(
-        session, run, settings.stop_timeout_seconds + settings.docker_timeout_seconds + 5
-    )
+    settled = scheduler.request_cancel(run_id) if scheduler is not None else None
+    limit = settings.stop_timeout_seconds + 3
+    if run.worker_host_id is not None and not await _host_healthy(session, run.worker_host_id):
+        limit = 0  # the stop cannot be confirmed now: say `cancelling` at once
+    if settled is not None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(limit):
+                await settled.wait()
+        await session.refresh(run)
+        return run
+    return await _wait_final(session, run, limit)
+
+
+async def _host_healthy(session: AsyncSession, host_id: int) -> bool:
+    host = await session.get(WorkerHost, host_id)
+    return bool(host and host.healthy)
 
 
 async def _wait_final(session: AsyncSession, run: Run, limit: float) -> Run:
     """Wait (bounded) for a run to reach a final state, then return it as it is."""
     deadline = asyncio.get_running_loop().time() + limit
-    while asyncio.get_running_loop().time() < deadline:
+    while True:
         await session.refresh(run)
-        if RunStatus(run.status) in FINAL:
-            break
+        if RunStatus(run.status) in FINAL or asyncio.get_running_loop().time() >= deadline:
+            return run
         await asyncio.sleep(0.2)
-    return run
 
 
 def _slot_text(host: WorkerHost, load: HostLoad | None, gpu_need: int) -> str:
     caps = host.caps()
-    active = load.active if load else 0
-    text = f"{host.name} {active}/{caps.max_concurrency}"
+    held = load.held if load else 0
+    text = f"{host.name} {held}/{caps.max_concurrency}"
     if gpu_need:
         text += f", GPUs in use {len(load.gpus_in_use) if load else 0}/{caps.gpu_count}"
     return text

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, update
@@ -18,6 +20,7 @@ from app.runs.models import (
     RunStatus,
     RunTask,
     RunTaskRead,
+    TaskStatus,
 )
 
 
@@ -119,3 +122,68 @@ async def read(session: AsyncSession, run: Run, waiting_for: str | None = None) 
     """Load a run's tasks and build its API view."""
     assert run.id is not None
     return to_read(run, (await tasks_of(session, [run.id]))[run.id], waiting_for)
+
+
+async def place_pending(
+    session: AsyncSession,
+    placement: Any,
+    supervisor: str,
+    now: datetime,
+    lease: float,
+) -> bool:
+    """pending → starting on the placement's host, if the run is still pending and no cancel
+    was asked for (a run that moved meanwhile is skipped, never blocks others)."""
+    stmt = (
+        update(Run)
+        .where(
+            col(Run.id) == placement.run_id,
+            col(Run.status) == RunStatus.pending.value,
+            ~col(Run.cancel_requested),
+        )
+        .values(
+            status=RunStatus.starting.value,
+            worker_host_id=placement.host_id,
+            worker_host_name=placement.host_name,
+            gpu_device_ids=list(placement.gpu_ids),
+            placed_at=now,
+            placements=col(Run.placements) + 1,
+            supervisor=supervisor,
+            lease_expires_at=now + timedelta(seconds=lease),
+            updated_at=now,
+        )
+    )
+    return bool((await session.exec(stmt)).rowcount == 1)
+
+
+async def cancel_unfinished_tasks(session: AsyncSession, run_ids: Sequence[int]) -> None:
+    """Tasks of these runs that have not run (or were interrupted) become cancelled; finished
+    ones stay as they ended."""
+    await session.exec(
+        update(RunTask)
+        .where(col(RunTask.run_id).in_(list(run_ids)))
+        .where(col(RunTask.status).in_([TaskStatus.pending.value, TaskStatus.running.value]))
+        .values(status=TaskStatus.cancelled.value)
+    )
+
+
+async def cancel_pending(session: AsyncSession, run_ids: Sequence[int]) -> list[int]:
+    """pending → cancelled for these runs (those still pending); their unfinished tasks too."""
+    if not run_ids:
+        return []
+    now = clock.now()
+    stmt = (
+        update(Run)
+        .where(col(Run.id).in_(list(run_ids)), col(Run.status) == RunStatus.pending.value)
+        .values(
+            status=RunStatus.cancelled.value,
+            error="cancelled",
+            finished_at=now,
+            updated_at=now,
+            cancel_requested=True,
+        )
+        .returning(col(Run.id))
+    )
+    done = [int(i) for (i,) in (await session.exec(stmt)).all()]
+    if done:
+        await cancel_unfinished_tasks(session, done)
+    return done

@@ -17,7 +17,7 @@ class HostView:
     seq: int
     max_concurrency: int
     gpu_ids: list[str]
-    active: int = 0
+    active: int = 0  # slots held (lingering holds included)
     gpus_in_use: set[str] = field(default_factory=set)
     _eligible: dict[int, bool] = field(default_factory=dict, repr=False)
 
@@ -31,7 +31,7 @@ class HostView:
             seq=host.placement_seq,
             max_concurrency=caps.max_concurrency,
             gpu_ids=caps.gpu_ids(),
-            active=load.active,
+            active=load.held,
             gpus_in_use=set(load.gpus_in_use),
         )
 

@@ -1,17 +1,25 @@
-"""Scheduler: places pending runs (guarded writes) and keeps one Supervisor per active run."""
+"""Scheduler: places pending runs (guarded writes) and keeps one Supervisor per active run.
+
+Two loops: placement (on every wake-up, at least every interval) and leases (their own loop,
+never behind the placement lock: renew our leases on the database's clock, pass on cancels
+made through other processes, let go of runs another process took, adopt runs nobody drives).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from datetime import timedelta
+from collections import defaultdict
+from collections.abc import Callable, Coroutine
+from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from app import clock
 from app.deps import AppState
+from app.hosts import holds
 from app.hosts import store as hosts_store
 from app.hosts.models import WorkerHost
 from app.runs import store
@@ -32,11 +40,10 @@ class Scheduler:
         self.interval = state.settings.scheduler_interval_seconds
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self.supervisors: dict[int, tuple[Supervisor, asyncio.Task[None]]] = {}
         self.me = ownership.new_owner_id()
         self.lease = state.settings.lease_seconds
-        self._renewed_at = 0.0
 
     def wake(self) -> None:
         """Ask for a placement pass soon (a slot freed, a host came back, a run was added)."""
@@ -50,14 +57,10 @@ class Scheduler:
                 decisions = await self._plan()
                 if not decisions:
                     break
-                lost = False
-                for decision in decisions:
-                    if await self._apply(decision):
-                        applied.append(decision)
-                        self.supervise(decision.run_id)
-                    else:
-                        lost = True
-                        break
+                done, lost = await self._apply(decisions)
+                applied += done
+                for decision in done:
+                    self.supervise(decision.run_id)
                 if not lost:
                     break
             return applied
@@ -69,128 +72,144 @@ class Scheduler:
             hosts = list((await session.exec(select(WorkerHost))).all())
             loads = await hosts_store.loads(session)
             pending = await store.runs_in(session, {RunStatus.pending})
+        settle = [r.id for r in pending if r.cancel_requested and r.id is not None]
+        if settle:  # a pending run with a cancel asked for is cancelled, never placed
+            async with self.state.db.session_scope() as session:
+                await store.cancel_pending(session, settle)
+            pending = [r for r in pending if not r.cancel_requested]
         if not pending:
             return []
         views = [HostView.of(h, loads.get(h.id or 0)) for h in hosts]
         needs = [Need(r.id or 0, r.gpu_need, r.target_host_id) for r in pending]
         return plan(needs, views, clock.now(), self.state.settings.stale_after_seconds)
 
-    async def _apply(self, p: Placement) -> bool:
-        """Guarded write: the host's seq must be what we planned against, the run still pending."""
-        async with self.state.db.sessions() as session:
-            bump = (
-                update(WorkerHost)
-                .where(col(WorkerHost.id) == p.host_id, col(WorkerHost.placement_seq) == p.seq)
-                .values(placement_seq=p.seq + 1)
-            )
-            if (await session.exec(bump)).rowcount != 1:
-                await session.rollback()
-                return False
-            run = await session.get(Run, p.run_id)
-            if run is None or run.status != RunStatus.pending or run.cancel_requested:
-                await session.rollback()
-                return False
-            ok = await store.transition(
-                session,
-                run,
-                RunStatus.starting,
-                worker_host_id=p.host_id,
-                worker_host_name=p.host_name,
-                gpu_device_ids=list(p.gpu_ids),
-                placed_at=clock.now(),
-                placements=run.placements + 1,
-                supervisor=self.me,
-                lease_expires_at=clock.now() + timedelta(seconds=self.lease),
-            )
-            if not ok:
-                await session.rollback()
-                return False
-            await session.commit()
-        log.info("run %s placed on %s gpus=%s", p.run_id, p.host_name, list(p.gpu_ids) or "-")
-        return True
+    async def _apply(self, decisions: list[Placement]) -> tuple[list[Placement], bool]:
+        """Apply a plan in one transaction, one guard per host; returns (applied, lost).
+
+        A host whose guard lost (another writer placed there, or an admin changed it) has its
+        placements dropped and the plan is made again; a run that is no longer pending (it was
+        cancelled meanwhile) is skipped and never blocks the others.
+        """
+        by_host: dict[int, list[Placement]] = defaultdict(list)
+        for p in decisions:
+            by_host[p.host_id].append(p)
+        applied: list[Placement] = []
+        lost = False
+        try:
+            async with self.state.db.session_scope() as session:
+                now = await ownership.db_now(session)
+                for host_id, group in by_host.items():
+                    if not await hosts_store.take_seq(session, host_id, group[0].seq, len(group)):
+                        lost = True
+                        continue
+                    for p in group:
+                        if await store.place_pending(session, p, self.me, now, self.lease):
+                            await holds.take(session, p.run_id, p.host_id, p.gpu_ids)
+                            applied.append(p)
+        except IntegrityError:  # a GPU already held: the snapshot was stale, plan again
+            log.info("placement lost a GPU hold race; re-planning")
+            return [], True
+        for p in applied:
+            log.info("run %s placed on %s gpus=%s", p.run_id, p.host_name, list(p.gpu_ids) or "-")
+        return applied, lost
 
     def supervise(self, run_id: int) -> None:
         """Start a Supervisor for the run unless one is already driving it."""
         if run_id in self.supervisors:
             return
-        sup = Supervisor(self.state, run_id, self.wake)
+        sup = Supervisor(self.state, run_id, self.me, self.wake)
         task = asyncio.get_running_loop().create_task(sup.drive(), name=f"run-{run_id}")
         self.supervisors[run_id] = (sup, task)
         task.add_done_callback(lambda _t: self.supervisors.pop(run_id, None))
 
-    def request_cancel(self, run_id: int) -> bool:
-        """Tell the run's Supervisor to stop its container now; False if none runs here."""
+    def request_cancel(self, run_id: int) -> asyncio.Event | None:
+        """Tell the run's Supervisor to stop now; the event it sets once the cancel has an
+        answer, or None if no Supervisor here drives the run."""
         entry = self.supervisors.get(run_id)
         if entry is None:
-            return False
+            return None
         entry[0].cancel.set()
-        return True
+        return entry[0].settled
 
     async def adopt(self) -> list[int]:
         """Supervise active runs nobody drives: unowned, ours, or whose owner died or lapsed."""
         async with self.state.db.sessions() as session:
-            active = await store.runs_in(session, set(ACTIVE))
+            query = select(Run.id, Run.supervisor).where(
+                col(Run.status).in_([s.value for s in ACTIVE])
+            )
+            active = (await session.exec(query)).all()
         adopted = []
-        for run in active:
-            if run.id is None or run.id in self.supervisors:
+        for run_id, owner in active:
+            if run_id is None or run_id in self.supervisors:
                 continue
-            async with self.state.db.sessions() as session:
-                now = clock.now()
-                taken = await ownership.claim(
-                    session, run.id, self.me, run.supervisor, now, self.lease
-                )
-                await session.commit()
+            async with self.state.db.session_scope() as session:
+                taken = await ownership.claim(session, run_id, self.me, owner, self.lease)
             if taken:
-                if run.supervisor not in (None, self.me):
-                    log.info("run %s adopted from %s", run.id, run.supervisor)
-                adopted.append(run.id)
-                self.supervise(run.id)
+                if owner not in (None, self.me):
+                    log.info("run %s adopted from %s", run_id, owner)
+                adopted.append(run_id)
+                self.supervise(run_id)
         return adopted
 
     async def keep_leases(self) -> None:
-        """Renew our leases; stop driving any run another process has taken over."""
+        """Renew our leases; pass on cancels made elsewhere; let go of runs taken over."""
         async with self.state.db.session_scope() as session:
-            await ownership.renew(session, self.me, clock.now(), self.lease)
-            query = select(Run.id, Run.supervisor).where(col(Run.id).in_(list(self.supervisors)))
-            owners = dict((await session.exec(query)).all())
-        for run_id, owner in owners.items():
-            if owner not in (None, self.me) and run_id in self.supervisors:
+            await ownership.renew(session, self.me, self.lease)
+            query = select(Run.id, Run.supervisor, Run.cancel_requested).where(
+                col(Run.id).in_(list(self.supervisors))
+            )
+            rows = (await session.exec(query)).all()
+        for run_id, owner, cancel in rows:
+            entry = self.supervisors.get(run_id) if run_id is not None else None
+            if entry is None:
+                continue
+            if owner not in (None, self.me):
                 log.warning("run %s is now driven by %s; letting go", run_id, owner)
-                self.supervisors[run_id][1].cancel()
-        self._renewed_at = asyncio.get_running_loop().time()
+                entry[1].cancel()
+            elif cancel:
+                entry[0].cancel.set()
 
     async def tick(self) -> list[Placement]:
-        """Keep our leases, adopt runs nobody drives, then place what can be placed."""
-        if asyncio.get_running_loop().time() - self._renewed_at >= self.lease / 3:
-            await self.keep_leases()
+        """Adopt runs nobody drives, then place what can be placed (what tests call)."""
         await self.adopt()
         return await self.place()
 
-    async def run(self) -> None:
-        """Tick on every wake-up, and at least every interval."""
+    async def _placing(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.interval)
             self._wake.clear()
             try:
-                await self.tick()
+                await self.place()
             except Exception:
-                log.exception("scheduler tick failed")
+                log.exception("scheduler pass failed")
+
+    async def _leasing(self) -> None:
+        while True:
+            try:
+                await self.keep_leases()
+                await self.adopt()
+            except Exception:
+                log.exception("lease renewal failed")
+            await asyncio.sleep(self.lease / 3)
 
     def start(self) -> None:
-        """Start the loop."""
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self.run(), name="scheduler")
+        """Start the loops."""
+        if not self._tasks:
+            loop = asyncio.get_running_loop()
+            loops: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = [
+                ("scheduler", self._placing),
+                ("leases", self._leasing),
+            ]
+            self._tasks = [loop.create_task(fn(), name=name) for name, fn in loops]
 
     async def stop(self) -> None:
-        """Stop the loop and every Supervisor (their containers keep running; we adopt later)."""
-        tasks = [t for _, t in self.supervisors.values()]
-        if self._task is not None:
-            tasks.append(self._task)
+        """Stop the loops and every Supervisor (their containers keep running; we adopt later)."""
+        tasks = [t for _, t in self.supervisors.values()] + self._tasks
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._task = None
+        self._tasks = []
         self.supervisors.clear()
         try:
             async with self.state.db.session_scope() as session:

@@ -1,71 +1,104 @@
-"""Supervisor: drives one run on its host, task after task, one container at a time."""
+"""Supervisor: drives one run on its host, task after task, one container at a time.
+
+It never polls the database while a container runs: it waits on Docker and on its `cancel`
+event (set in-process by a cancel, or by the lease loop for a cancel made elsewhere). An
+unexpected error never ends a run while its container may run: the supervisor backs off and
+drives the run again from the database; after `internal_error_limit` errors in a row it stops
+and removes the container, then fails the run with a clean message.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import TypeVar
 
 from app import clock
 from app.deps import AppState
-from app.engine import containers
+from app.engine.containers import sleep_backoff
 from app.engine.endpoint import Endpoint
 from app.errors import EngineError, HostUnreachable
-from app.hosts.eligibility import is_stale
+from app.hosts.eligibility import is_lost
 from app.hosts.models import WorkerHost
-from app.runs import store
 from app.runs.models import FINAL, Run, RunStatus, RunTask, TaskStatus
-from app.scheduling import records, spec
-from app.scheduling.records import Outcome
+from app.scheduling import spec
+from app.scheduling.ownership import LostOwnership
+from app.scheduling.records import Outcome, RunRecords, retries_left
 
 log = logging.getLogger("dockfleet.supervisor")
-POLL_SECONDS = 2.0
+WAIT_BUDGET = 10.0  # one Docker wait long-poll at most this long, then look again
+STOP_TRIES = 5
+T = TypeVar("T")
+
+
+class _Cancelled(Exception):
+    """A cancel arrived while the container was being prepared (pull, create)."""
 
 
 class Supervisor:
     """Runs every task of one run in order; survives restarts by finding its containers again."""
 
-    def __init__(self, state: AppState, run_id: int, on_change: Callable[[], None]) -> None:
+    def __init__(self, state: AppState, run_id: int, me: str, on_change: Callable[[], None]):
         self.state = state
         self.run_id = run_id
         self.on_change = on_change
         self.cancel = asyncio.Event()
+        # Set once a cancel has an answer: the stop was confirmed, or it cannot be done yet.
+        self.settled = asyncio.Event()
         self.grace = state.settings.stop_timeout_seconds
+        self.records = RunRecords(state.db, run_id, me, state.settings.lease_seconds)
+        self.leftover = False  # a container of this run could not be removed
 
     async def drive(self) -> None:
-        """Run until the run is final (or sent back to pending); never raises but on shutdown."""
+        """Run until the run is final, re-queued, or no longer ours; never raises but on
+        shutdown (an unexpected error is retried, then the run is failed cleanly)."""
+        errors = 0
         try:
-            await self._drive()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.exception("supervisor of run %s crashed", self.run_id)
-            await self._fail_run(f"internal error: {type(exc).__name__}: {exc}")
+            while True:
+                try:
+                    await self._drive()
+                    return
+                except LostOwnership as exc:
+                    log.warning("%s; letting go", exc)
+                    return
+                except Exception as exc:
+                    errors += 1
+                    log.exception("supervisor of run %s: internal error %s", self.run_id, errors)
+                    if errors >= self.state.settings.internal_error_limit:
+                        await self._give_up(exc)
+                        return
+                    await sleep_backoff(errors)
         finally:
+            self.settled.set()
             self.on_change()
 
-    async def _load(self) -> tuple[Run, list[RunTask], WorkerHost | None]:
+    async def _host(self, run: Run) -> WorkerHost | None:
         async with self.state.db.sessions() as session:
-            run = await store.get_or_raise(session, self.run_id)
-            tasks = (await store.tasks_of(session, [self.run_id]))[self.run_id]
-            host = await session.get(WorkerHost, run.worker_host_id) if run.worker_host_id else None
-            return run, tasks, host
+            return await session.get(WorkerHost, run.worker_host_id) if run.worker_host_id else None
+
+    def _cancel_wanted(self, run: Run) -> bool:
+        return self.cancel.is_set() or run.cancel_requested or run.status == RunStatus.cancelling
 
     async def _drive(self) -> None:
         while True:
-            run, tasks, host = await self._load()
+            run, tasks = await self.records.load()
             if RunStatus(run.status) in FINAL or run.status == RunStatus.pending:
                 return
+            if run.supervisor != self.records.me:
+                raise LostOwnership(f"run {self.run_id} is now driven by {run.supervisor}")
+            host = await self._host(run)
             if host is None:
-                await self._fail_run("host was removed")
+                await self.records.finish(RunStatus.failed, "host was removed", False, _SKIP)
                 return
-            current = next((t for t in tasks if t.status in ("pending", "running")), None)
             ep = Endpoint.of(host)
-            if run.cancel_requested or self.cancel.is_set():
-                await self._finish_cancelled(run, current, ep)
+            current = next((t for t in tasks if t.status in ("pending", "running")), None)
+            if self._cancel_wanted(run):
+                await self._cancel(run, current, ep)
                 return
             if current is None:
-                await self._finish(RunStatus.succeeded)
+                await self.records.finish(RunStatus.succeeded, None, not self.leftover, _SKIP)
                 return
             outcome = await self._attempt(run, current, ep)
             if not await self._record(current, outcome, ep):
@@ -73,41 +106,73 @@ class Supervisor:
 
     # -- one attempt ---------------------------------------------------------------------------
 
+    def _name(self, run: Run, task: RunTask) -> str:
+        return spec.container_name(self.state.instance_id, run.id or 0, task.id or 0, task.attempt)
+
     async def _attempt(self, run: Run, task: RunTask, ep: Endpoint) -> Outcome:
         """Start (or adopt) the task's container and wait for it to end."""
         if task.status == TaskStatus.pending:
-            await records.begin_attempt(self.state.db, task)
-        name = spec.container_name(self.state.instance_id, run.id or 0, task.id or 0, task.attempt)
+            await self.records.begin_attempt(task)
+        name = self._name(run, task)
         try:
             cid = await self._ensure_started(run, task, ep, name)
+        except _Cancelled:
+            gone = await self._remove(ep, task.container_id or name)
+            self.leftover = self.leftover or not gone
+            return Outcome(TaskStatus.cancelled, error="cancelled")
         except HostUnreachable as exc:
             return await self._host_trouble(ep, str(exc.detail))
         except EngineError as exc:
-            await self._remove_quietly(ep, name)
+            gone = await self._remove(ep, task.container_id or name)
+            self.leftover = self.leftover or not gone
             return Outcome(TaskStatus.failed, error=str(exc.detail))
         if cid is None:  # container gone after it had run: its result is lost
             return Outcome(
                 TaskStatus.failed, error="container disappeared before its result was read"
             )
-        return await self._await_exit(run, task, ep, cid)
+        return await self._await_exit(task, ep, cid)
+
+    async def _until_cancel(self, work: Awaitable[T]) -> T:
+        """`work`'s result, or _Cancelled as soon as a cancel arrives (the work is abandoned)."""
+        job = asyncio.ensure_future(work)
+        stopper = asyncio.ensure_future(self.cancel.wait())
+        try:
+            await asyncio.wait({job, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for fut in (job, stopper):
+                if not fut.done():
+                    fut.cancel()
+            await asyncio.gather(job, stopper, return_exceptions=True)
+        if job.done() and not job.cancelled():
+            return job.result()
+        raise _Cancelled
 
     async def _ensure_started(self, run: Run, task: RunTask, ep: Endpoint, name: str) -> str | None:
         """The id of the running (or already exited) container of this attempt."""
-        pool = self.state.pool
-        async with pool.docker(ep) as docker:
-            found = await containers.state(docker, task.container_id or name)
-            if found is not None and found.status != "created":
-                await records.set_container(self.state.db, task, found.id)
-                await self._mark_running(run)
+        async with self.state.pool.docker(ep) as docker:
+            found = await docker.inspect(task.container_id or name)
+            if found is not None and found.status != "created":  # started before a restart
+                if task.container_id != found.id:
+                    await self.records.set_container(task, found.id)
+                if task.started_at is None:
+                    await self.records.started(task, _parse(found.started_at) or clock.now())
                 return found.id
             if found is None and task.container_id:
                 return None
-            await containers.ensure_image(docker, task.task_snapshot["image"])
-            cid = await containers.create(docker, spec.build(self.state.instance_id, run, task))
-        await records.set_container(self.state.db, task, cid)
-        async with pool.docker(ep) as docker:
-            await containers.start(docker, cid)
-        await self._mark_running(run)
+            await self._until_cancel(docker.ensure_image(task.task_snapshot["image"]))
+            cid = (
+                found.id
+                if found
+                else await self._until_cancel(
+                    docker.create(spec.build(self.state.instance_id, run, task))
+                )
+            )
+        await self.records.set_container(task, cid)
+        if self.cancel.is_set():
+            raise _Cancelled
+        async with self.state.pool.docker(ep) as docker:
+            await docker.start(cid)
+        await self.records.started(task, clock.now())
         log.info(
             "run %s task %s attempt %s started %s on %s",
             run.id,
@@ -118,75 +183,48 @@ class Supervisor:
         )
         return cid
 
-    async def _mark_running(self, run: Run) -> None:
-        if run.status == RunStatus.starting:
-            await records.mark_running(self.state.db, self.run_id)
-            run.status = RunStatus.running.value
-
-    async def _await_exit(self, run: Run, task: RunTask, ep: Endpoint, cid: str) -> Outcome:
-        """Wait for exit, a timeout, a cancel or the host going away."""
+    async def _await_exit(self, task: RunTask, ep: Endpoint, cid: str) -> Outcome:
+        """Wait for exit, a timeout (counted from the container's start), a cancel, or the
+        host going away."""
         timeout = task.task_snapshot.get("timeout_seconds")
-        deadline = None
-        if timeout and task.started_at:
-            deadline = task.started_at.timestamp() + timeout
+        started = task.started_at or clock.now()
         failures = 0
         while True:
+            if self.cancel.is_set():
+                return await self._stop_and_collect(ep, cid, TaskStatus.cancelled, "cancelled")
+            budget = WAIT_BUDGET
+            if timeout:
+                left = started.timestamp() + timeout - clock.now().timestamp()
+                if left <= 0:
+                    why = f"timed out after {timeout}s"
+                    return await self._stop_and_collect(ep, cid, TaskStatus.failed, why)
+                budget = min(budget, left)
             try:
-                code = await self._wait_once(ep, cid, deadline)
+                code = await self._wait_once(ep, cid, budget)
             except HostUnreachable as exc:
                 failures += 1
                 trouble = await self._host_trouble(ep, str(exc.detail), failures)
                 if trouble.host_lost:
                     return trouble
                 continue
+            failures = 0
             if code == "vanished":
                 return Outcome(TaskStatus.failed, error=f"container {cid[:12]} vanished")
-            if code == "cancel":
-                return await self._stop_and_collect(ep, cid, TaskStatus.cancelled, "cancelled")
-            if code == "timeout":
-                return await self._stop_and_collect(
-                    ep, cid, TaskStatus.failed, f"timed out after {timeout}s"
-                )
-            if code is not None:
-                return await self._collect(ep, cid, int(code))
+            if isinstance(code, int):
+                return await self._collect(ep, cid, code)
 
-    async def _wait_once(self, ep: Endpoint, cid: str, deadline: float | None) -> int | str | None:
-        """One bounded wait: an exit code, "timeout", "cancel", or None to wait again."""
-        if await self._cancel_requested():
-            return "cancel"
-        budget = POLL_SECONDS * 5
-        if deadline is not None:
-            left = deadline - clock.now().timestamp()
-            if left <= 0:
-                return "timeout"
-            budget = min(budget, left)
+    async def _wait_once(self, ep: Endpoint, cid: str, budget: float) -> int | str | None:
+        """One bounded wait: an exit code, "vanished", or None (budget passed or a cancel)."""
         async with self.state.pool.docker(ep) as docker:
-            # A silent network (no RST, no FIN) must not hang the run: bound the quick call.
-            async with asyncio.timeout(self.state.settings.docker_timeout_seconds):
-                found = await containers.state(docker, cid)
+            found = await docker.inspect(cid)
             if found is None:
                 return "vanished"
             if found.exit_code is not None:
-                return found.exit_code
-            waiter = asyncio.ensure_future(containers.wait(docker, cid))
-            stopper = asyncio.ensure_future(self.cancel.wait())
-            done, _ = await asyncio.wait(
-                {waiter, stopper}, timeout=budget, return_when=asyncio.FIRST_COMPLETED
-            )
-            for fut in (waiter, stopper):
-                if fut not in done:
-                    fut.cancel()
-            await asyncio.gather(waiter, stopper, return_exceptions=True)
-            if waiter in done:
-                return waiter.result()
-            return "cancel" if stopper in done else None
-
-    async def _cancel_requested(self) -> bool:
-        if self.cancel.is_set():
-            return True
-        async with self.state.db.sessions() as session:
-            run = await session.get(Run, self.run_id)
-            return bool(run and run.cancel_requested)
+                return int(found.exit_code)
+            try:
+                return await self._until_cancel(docker.wait(cid, budget))
+            except _Cancelled:
+                return None
 
     async def _collect(self, ep: Endpoint, cid: str, code: int) -> Outcome:
         logs, truncated = await self._logs(ep, cid)
@@ -202,12 +240,27 @@ class Supervisor:
     async def _stop_and_collect(
         self, ep: Endpoint, cid: str, status: TaskStatus, why: str
     ) -> Outcome:
-        try:
-            async with self.state.pool.docker(ep) as docker:
-                await containers.stop(docker, cid, self.grace)
-                found = await containers.state(docker, cid)
-        except EngineError as exc:
-            return Outcome(status, error=f"{why}; stopping failed: {exc.detail}")
+        """Stop the container and read its end; retried while the host is merely flaky."""
+        failures = 0
+        while True:
+            try:
+                async with self.state.pool.docker(ep) as docker:
+                    await docker.stop(cid, self.grace)
+                    found = await docker.inspect(cid)
+                break
+            except HostUnreachable as exc:
+                self.settled.set()  # a cancel answers now: the stop cannot be confirmed yet
+                failures += 1
+                trouble = await self._host_trouble(ep, str(exc.detail), failures)
+                if trouble.host_lost:
+                    return Outcome(status, error=f"{why}; {trouble.error}", host_lost=True)
+            except EngineError as exc:
+                self.settled.set()
+                failures += 1
+                if failures >= STOP_TRIES:
+                    self.leftover = True
+                    return Outcome(status, error=f"{why}; stopping failed: {exc.detail}")
+                await sleep_backoff(failures)
         logs, truncated = await self._logs(ep, cid)
         code = found.exit_code if found else None
         return Outcome(status, exit_code=code, error=why, logs=logs, truncated=truncated)
@@ -215,27 +268,37 @@ class Supervisor:
     async def _logs(self, ep: Endpoint, cid: str) -> tuple[str, bool]:
         try:
             async with self.state.pool.docker(ep) as docker:
-                return await containers.logs_tail(docker, cid, self.state.settings.max_log_bytes)
+                return await docker.logs_tail(cid, self.state.settings.max_log_bytes)
         except EngineError as exc:
             return f"[dockfleet: logs unavailable: {exc.detail}]\n", False
 
     async def _host_trouble(self, ep: Endpoint, error: str, failures: int = 1) -> Outcome:
-        """Retry while the host is merely flaky; past the stale limit it is lost."""
+        """Ask for a live check of the host: lost (checks failing for longer than the bound)
+        → the run leaves it; merely flaky → retry the same step after a back-off."""
+        assert self.state.monitor is not None
+        await self.state.monitor.check(ep.host_id)
         async with self.state.db.sessions() as session:
             host = await session.get(WorkerHost, ep.host_id)
-        stale_after = self.state.settings.stale_after_seconds
-        if host is None or is_stale(host.last_seen_at, clock.now(), stale_after):
+        lost_after = self.state.settings.host_lost_after_seconds
+        if host is None or is_lost(host.healthy, host.unhealthy_since, clock.now(), lost_after):
             return Outcome(TaskStatus.failed, error=f"host unreachable: {error}", host_lost=True)
         log.warning("run %s: %s (retrying)", self.run_id, error)
-        await containers.sleep_backoff(failures)
+        await sleep_backoff(failures)
         return Outcome(TaskStatus.running)
 
-    async def _remove_quietly(self, ep: Endpoint, cid: str) -> None:
-        try:
-            async with self.state.pool.docker(ep) as docker:
-                await containers.remove(docker, cid)
-        except EngineError:
-            log.warning("could not remove container %s on %s", cid[:12], ep.name)
+    async def _remove(self, ep: Endpoint, cid: str) -> bool:
+        """Remove a container; True when it is known gone."""
+        for attempt in range(3):
+            try:
+                async with self.state.pool.docker(ep) as docker:
+                    await docker.remove(cid)
+                return True
+            except EngineError as exc:
+                log.warning(
+                    "could not remove container %s on %s: %s", cid[:12], ep.name, exc.detail
+                )
+                await sleep_backoff(attempt)
+        return False
 
     # -- recording -------------------------------------------------------------------------------
 
@@ -244,35 +307,62 @@ class Supervisor:
         if out.status == TaskStatus.running:
             return True  # host flaky: try the same attempt again
         if out.host_lost:
-            await records.host_lost(self.state.db, self.run_id, task, out.error)
+            await self.records.host_lost(task, out.error)
             return False
-        retry = out.status == TaskStatus.failed and records.retries_left(task)
-        await records.save_attempt(self.state.db, task, out, retry)
-        if task.container_id:
-            await self._remove_quietly(ep, task.container_id)
-        if out.status == TaskStatus.cancelled:
-            await self._finish(RunStatus.cancelled, error="cancelled")
+        cancelled = out.status == TaskStatus.cancelled or self.cancel.is_set()
+        retry = out.status == TaskStatus.failed and retries_left(task) and not cancelled
+        await self.records.save_attempt(task, out, retry)
+        if task.container_id and not await self._remove(ep, task.container_id):
+            self.leftover = True
+        if cancelled:
+            await self.records.finish(RunStatus.cancelled, "cancelled", not self.leftover, _SKIP)
             return False
         if out.status == TaskStatus.failed and not retry:
-            await self._finish(RunStatus.failed, error=f"task {task.task_name} failed: {out.error}")
+            error = f"task {task.task_name} failed: {out.error}"
+            await self.records.finish(RunStatus.failed, error, not self.leftover, _SKIP)
             return False
         return True
 
-    async def _finish_cancelled(self, run: Run, current: RunTask | None, ep: Endpoint) -> None:
+    async def _cancel(self, run: Run, current: RunTask | None, ep: Endpoint) -> None:
         if current is not None and current.status == TaskStatus.running:
-            name = current.container_id or spec.container_name(
-                self.state.instance_id, run.id or 0, current.id or 0, current.attempt
-            )
-            out = await self._stop_and_collect(ep, name, TaskStatus.cancelled, "cancelled")
+            cid = current.container_id or self._name(run, current)
+            out = await self._stop_and_collect(ep, cid, TaskStatus.cancelled, "cancelled")
             await self._record(current, out, ep)
             return
-        await self._finish(RunStatus.cancelled, error="cancelled")
+        await self.records.finish(RunStatus.cancelled, "cancelled", not self.leftover, _SKIP)
 
-    async def _finish(self, status: RunStatus, error: str | None = None) -> None:
-        await records.finish(self.state.db, self.run_id, status, error)
-
-    async def _fail_run(self, error: str) -> None:
+    async def _give_up(self, exc: Exception) -> None:
+        """Too many internal errors: stop and remove the container, then fail the run."""
+        error = f"internal error ({type(exc).__name__}); see the server log"
         try:
-            await self._finish(RunStatus.failed, error=error)
-        except Exception:
-            log.exception("could not mark run %s failed", self.run_id)
+            run, tasks = await self.records.load()
+            host = await self._host(run)
+            current = next((t for t in tasks if t.status == "running"), None)
+            gone = not self.leftover
+            if host is not None and current is not None:
+                ep = Endpoint.of(host)
+                cid = current.container_id or self._name(run, current)
+                try:
+                    async with self.state.pool.docker(ep) as docker:
+                        await docker.stop(cid, self.grace)
+                except EngineError:
+                    pass
+                gone = await self._remove(ep, cid) and gone
+            await self.records.finish(RunStatus.failed, error, gone, _SKIP)
+        except Exception:  # still failing: the run stays ours; the scheduler drives it again
+            log.exception("supervisor of run %s could not fail the run cleanly", self.run_id)
+
+
+_SKIP = TaskStatus.skipped
+
+
+def _parse(value: str | None) -> datetime | None:
+    """Docker's RFC 3339 time (nanoseconds, Z) as an aware datetime."""
+    if not value or value.startswith("0001-"):
+        return None
+    head, _, frac = value.rstrip("Z").partition(".")
+    try:
+        parsed = datetime.fromisoformat(head + ("." + frac[:6] if frac else "") + "+00:00")
+    except ValueError:
+        return None
+    return parsed

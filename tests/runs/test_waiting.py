@@ -7,6 +7,7 @@ from fastapi import FastAPI
 
 from app import clock
 from app.deps import AppState
+from app.hosts import holds
 from app.hosts.models import WorkerHost
 from app.runs.models import Run
 
@@ -26,7 +27,11 @@ async def one_full_host(state: AppState) -> int:
         session.add(host)
         await session.flush()
         assert host.id is not None
-        session.add(Run(status="running", worker_host_id=host.id, worker_host_name="busy"))
+        run = Run(status="running", worker_host_id=host.id, worker_host_name="busy")
+        session.add(run)
+        await session.flush()
+        assert run.id is not None
+        await holds.take(session, run.id, host.id, [])
         return host.id
 
 

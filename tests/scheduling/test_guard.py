@@ -91,6 +91,8 @@ async def test_a_plan_from_a_stale_snapshot_loses_its_guard(app: FastAPI) -> Non
     [stale] = await x._plan()  # x sees run 1 and a free slot
     async with state.db.session_scope() as session:
         session.add(Run(directive_snapshot={}))  # run 2 arrives; y places it first
-    assert await y._apply(replace(stale, run_id=2))
-    assert not await x._apply(stale)  # the host moved on: x must re-plan, not overbook
+    done, lost = await y._apply([replace(stale, run_id=2)])
+    assert done and not lost
+    done, lost = await x._apply([stale])
+    assert not done and lost  # the host moved on: x must re-plan, not overbook
     assert await x.place() == []  # and re-planning finds the host full

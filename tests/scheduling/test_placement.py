@@ -39,7 +39,7 @@ def test_least_loaded_by_share_of_slots() -> None:
     hosts = views(
         make_host(1, caps={"max_concurrency": 2}),
         make_host(2, caps={"max_concurrency": 4}),
-        loads={1: HostLoad(active=1), 2: HostLoad(active=1)},
+        loads={1: HostLoad(held=1), 2: HostLoad(held=1)},
     )
     [p] = plan([Need(10)], hosts, NOW, STALE)
     assert p.host_id == 2  # 1/4 < 1/2
@@ -76,7 +76,7 @@ def test_ineligible_hosts_take_nothing() -> None:
 
 def test_gpu_runs_get_distinct_free_ids() -> None:
     gpu = make_host(1, caps={"gpus": True, "gpu_count": 2, "max_concurrency": 4})
-    hosts = views(gpu, loads={1: HostLoad(active=1, gpus_in_use=["0"])})
+    hosts = views(gpu, loads={1: HostLoad(held=1, gpus_in_use={"0"})})
     placed = plan([Need(10, gpu_need=1), Need(11, gpu_need=1)], hosts, NOW, STALE)
     assert [p.gpu_ids for p in placed] == [("1",)]  # only one free id; the second waits
 
@@ -93,7 +93,7 @@ def test_cpu_runs_may_use_gpu_hosts_but_gpu_runs_need_them() -> None:
 
 
 def test_target_host_is_the_only_choice() -> None:
-    hosts = views(make_host(1), make_host(2), loads={2: HostLoad(active=1)})
+    hosts = views(make_host(1), make_host(2), loads={2: HostLoad(held=1)})
     [p] = plan([Need(1, target_host_id=2)], hosts, NOW, STALE)
     assert p.host_id == 2
 
@@ -102,7 +102,7 @@ def test_older_run_reserves_its_hosts_against_younger_ones() -> None:
     # Host 1 is full; the oldest run is pinned to it. A younger unpinned run may use host 2,
     # but a younger run pinned to host 1 must not jump the queue when a slot frees mid-plan.
     hosts = views(
-        make_host(1, caps={"max_concurrency": 1}), make_host(2), loads={1: HostLoad(active=1)}
+        make_host(1, caps={"max_concurrency": 1}), make_host(2), loads={1: HostLoad(held=1)}
     )
     placed = plan(
         [Need(1, target_host_id=1), Need(2), Need(3, target_host_id=1)], hosts, NOW, STALE
