@@ -1,6 +1,9 @@
 """Teardown of one fleet run (by suffix) and removal of leftovers from crashed runs.
 
 Run ownership lives in /run/dfl-fleet/<suffix>.json, so concurrent live sessions are never touched.
+`destroy(suffix, base, name)` removes just one daemon of a run (`Fleet.remove_daemon`).
+Small tmpfs mounts of the database faults live at /tmp/dflfs-<pid>-<pid start time>-<random>:
+their owner is in the name, and `cleanup_leftovers()` unmounts those whose owner is gone.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import re
 import shutil
 import time
 
+from .netns import remove_stale_guards
 from .procs import (
     alive,
     kill_all,
@@ -27,6 +31,31 @@ NETNS_DIR = "/run/netns"
 _NS_RE = re.compile(r"^dfl-[a-z]+-([0-9a-f]{4})$")  # netns and cgroup names: dfl-<name>-<suffix>
 _LINK_RE = re.compile(r"^dfl-([0-9a-f]{4})-[a-z]+$")  # host veth ends: dfl-<suffix>-<name>
 _BASE_RE = re.compile(r"^dfl-([0-9a-f]{4})-")  # base dirs: /tmp/dfl-<suffix>-<random>
+_TMPFS_RE = re.compile(r"^dflfs-(\d+)-(\d+)-")  # tmpfs mounts: /tmp/dflfs-<pid>-<start>-<random>
+
+
+def tmpfs_prefix() -> str:
+    """Name prefix for a tmpfs mount dir owned by this process (see the module docstring)."""
+    me = os.getpid()
+    return f"dflfs-{me}-{start_time(me)}-"
+
+
+def remove_tmpfs(path: str, errors: list[str]) -> None:
+    """Unmount (lazily if busy) and remove one tmpfs mount dir."""
+    umount_under(path, errors)
+    if not mounts_under(path):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def sweep_tmpfs_leftovers() -> list[str]:
+    """Unmount and remove tmpfs mount dirs whose owning process is gone."""
+    removed = []
+    for path in glob.glob("/tmp/dflfs-*"):
+        m = _TMPFS_RE.match(os.path.basename(path))
+        if m and not alive(int(m.group(1)), m.group(2)):
+            remove_tmpfs(path, [])
+            removed.append(path)
+    return removed
 
 
 def register(suffix: str, base: str | None) -> None:
@@ -113,11 +142,20 @@ def _rmdir_tree(top: str, errors: list[str]) -> None:
     errors.append(f"cgroup dir not removable: {top}")
 
 
-def destroy(suffix: str, base: str | None) -> list[str]:
-    """Remove everything of run `suffix`: processes, mounts, cgroups, netns, veths, base dir."""
+def destroy(suffix: str, base: str | None, name: str | None = None) -> list[str]:
+    """Remove everything of run `suffix`: processes, mounts, cgroups, netns, veths, base dir.
+
+    With `name`, only that daemon's: its netns, cgroup, veth and `<base>/<name>`.
+    """
     errors: list[str] = []
     netns = _netns_names(suffix)
     cgroups = _cgroup_dirs(suffix)
+    links = _host_links(suffix)
+    if name is not None:
+        netns = [n for n in netns if n == f"dfl-{name}-{suffix}"]
+        cgroups = [c for c in cgroups if os.path.basename(c) == f"dfl-{name}-{suffix}"]
+        links = [link for link in links if link == f"dfl-{suffix}-{name}"]
+        base = os.path.join(base, name) if base else None
     kill_all(pids_in_cgroups(cgroups), timeout=0)  # container processes: PID 1s ignore SIGTERM
     pids = set(pids_in_netns(os.path.join(NETNS_DIR, n) for n in netns))
     if base:
@@ -128,10 +166,11 @@ def destroy(suffix: str, base: str | None) -> list[str]:
     for path in cgroups:
         kill_all(pids_in_cgroups([path]), timeout=0)
         _rmdir_tree(path, errors)
-    for name in netns:
-        run("ip", "netns", "del", name, check=False)
-    for link in _host_links(suffix):
+    for ns_name in netns:
+        run("ip", "netns", "del", ns_name, check=False)
+    for link in links:
         run("ip", "link", "del", link, check=False)
+    remove_stale_guards()  # unreachable routes a link_down() left behind
     if base and os.path.isdir(base):
         if mounts_under(base):
             errors.append(f"not removing {base}: still has mounts")
@@ -139,15 +178,17 @@ def destroy(suffix: str, base: str | None) -> list[str]:
             shutil.rmtree(base, ignore_errors=True)
             if os.path.exists(base):
                 errors.append(f"could not remove {base}")
-    try:
-        os.unlink(os.path.join(REGISTRY, f"{suffix}.json"))
-    except FileNotFoundError:
-        pass
+    if name is None:
+        try:
+            os.unlink(os.path.join(REGISTRY, f"{suffix}.json"))
+        except FileNotFoundError:
+            pass
     return errors
 
 
 def cleanup_leftovers() -> list[str]:
     """Destroy leftovers of runs whose owning process is gone; returns their suffixes."""
+    sweep_tmpfs_leftovers()
     bases: dict[str, set[str]] = {}
     for path in glob.glob("/tmp/dfl-*"):
         if (m := _BASE_RE.match(os.path.basename(path))) and os.path.isdir(path):

@@ -6,9 +6,11 @@ Keys, authorized_keys, known_hosts and a second unauthorized `wrong_key` live in
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import time
+from contextlib import suppress
 from dataclasses import dataclass
 
 from .netns import NetNS
@@ -119,6 +121,24 @@ class Sshd:
             kill_all(descendants(proc.pid), timeout)
         stop_popen(proc, timeout)
         self._proc = None
+
+    def kill(self, sessions: bool = True) -> None:
+        """SIGKILL the listener (and, with `sessions`, every session: open tunnels drop)."""
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            victims = [*descendants(proc.pid)] if sessions else []
+            proc.kill()
+            for pid in victims:
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        proc.wait(10)
+        self._proc = None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
 
     def restart(self) -> None:
         self.stop()
