@@ -72,6 +72,7 @@ FLEETS = {
     1000: Fleet(1000, 4, 5000, 64),
 }
 QUICK = [Fleet(5, 4, 40, 8), Fleet(20, 4, 120, 16)]
+CHECK_CALLS = ("GET /version", "GET /info", "GET /_ping", "HEAD /_ping")  # a live check's calls
 
 
 # -- processes ---------------------------------------------------------------------------------
@@ -350,7 +351,11 @@ async def create_work(client: httpx.AsyncClient) -> int:
 
 
 async def final_count(client: httpx.AsyncClient, statuses: str) -> int:
-    r = await client.get("/api/runs/", params={"status": statuses, "limit": 1})
+    """How many runs have one of these statuses (all runs for "")."""
+    params: dict[str, Any] = {"limit": 1}
+    if statuses:
+        params["status"] = statuses
+    r = await client.get("/api/runs/", params=params)
     r.raise_for_status()
     return int(r.json()["count"])
 
@@ -366,7 +371,8 @@ def percentile(values: list[float], q: float) -> float:
 class FleetResult:
     fleet: Fleet
     setup: dict[str, Any] = field(default_factory=dict)
-    launched: int = 0
+    launched: int = 0  # launches answered 201
+    created: int = 0  # runs in the database (a launch cut off at the cap may have made one)
     launch_errors: dict[str, int] = field(default_factory=dict)
     launch_s: float = float("nan")
     launch_p50_ms: float = float("nan")
@@ -448,14 +454,18 @@ async def launch_all(
 async def wait_final(
     client: httpx.AsyncClient, t0: float, deadline: float, res: FleetResult
 ) -> None:
-    """Poll the count of final runs until every launched run is final, or the deadline."""
+    """Poll the count of final runs until every created run is final, or the deadline.
+
+    Created, not only answered: a launch cut off at the cap may still have made its run.
+    """
     while True:
         try:
+            res.created = await final_count(client, "")
             res.final = await final_count(client, "succeeded,failed,cancelled")
         except httpx.HTTPError:
             pass
         now = time.perf_counter()
-        if res.final >= res.launched:
+        if res.final >= max(res.created, res.launched):
             res.finished_all = res.launched_all
             break
         if time.monotonic() >= deadline:
@@ -529,7 +539,7 @@ async def run_fleet(
             res.engine_requests = tot["requests"]
             res.creates, res.starts = tot["creates"], tot["starts"]
             print(
-                f"  final {res.final}/{res.launched} in {res.finish_s:.1f} s "
+                f"  final {res.final}/{res.created} in {res.finish_s:.1f} s "
                 f"(failed {res.failed}); peak running {res.max_peak_running}, "
                 f"duplicates {res.duplicate_starts}",
                 flush=True,
@@ -696,14 +706,16 @@ def table(results: list[FleetResult]) -> list[str]:
         f = r.fleet
         launches = _num(r.launches_per_s)
         if not r.launched_all:
-            launches += f" (only {r.launched:,} of {f.runs:,} launched in {r.launch_s:.0f} s)"
+            launches += (
+                f" (only {r.launched:,} of {f.runs:,} launches answered in {r.launch_s:.0f} s)"
+            )
         latency = f"{_num(r.launch_p50_ms, 0)} / {_num(r.launch_p99_ms, 0)} ms"
         if r.finished_all:
             finished = _num(r.finished_per_s)
         else:
             finished = (
                 f"did not finish: {r.final:,} of {f.runs:,} final after {r.finish_s:.0f} s "
-                f"({_num(r.finished_per_s)}/s)"
+                f"({_num(r.finished_per_s)}/s; {r.created:,} runs created)"
             )
         d = r.direct
         direct = f"{_num(d.get('containers_per_s', float('nan')))}/s" if d else "n/a"
@@ -720,11 +732,12 @@ def extras(results: list[FleetResult]) -> list[str]:
     rows = [
         "| fleet | final / failed | server CPU (cores) | server RSS idle → peak | "
         "hollow CPU (cores) | peak running per host (max) | hosts over max_concurrency | "
-        "duplicate starts | Engine calls per run |",
+        "duplicate starts | Engine calls per run (live checks aside) |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in results:
-        calls = r.engine_requests / r.final if r.final else float("nan")
+        checks = sum(r.engine_calls.get(k, 0) for k in CHECK_CALLS)
+        calls = (r.engine_requests - checks) / r.final if r.final else float("nan")
         rows.append(
             f"| {r.fleet.hosts:,} hosts | {r.final:,} / {r.failed:,} | "
             f"{_num(r.server_cpu_cores, 2)} | {_num(r.server_rss_mib, 0)} → "
