@@ -753,7 +753,7 @@ def machine() -> str:
     with contextlib.suppress(OSError):
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemTotal:"):
-                mem = int(line.split()[1]) // (1024 * 1024)
+                mem = round(int(line.split()[1]) / (1024 * 1024))
     commit = subprocess.run(
         ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True
     ).stdout.strip()
