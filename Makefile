@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SYSTEM_PACKAGES := docker.io openssh-server busybox-static iproute2 util-linux openssl
 
-.PHONY: install run test lint typecheck pytest system-deps bench bench-fleet clean
+.PHONY: install run test lint typecheck pytest system-deps bench bench-fleet bench-scale clean
 
 install: $(STAMP)
 
@@ -51,6 +51,13 @@ bench: install
 # Needs root: starts its own dockerds and sshd (tests/fleet), like the integration tests.
 bench-fleet: install system-deps
 	$(BIN)/python -m bench.fleet_bench
+
+# A real server (subprocess) against 10, 100 and 1,000 hollow Docker hosts (bench/hollow), then
+# the same containers straight through aiodocker; about 25 minutes, no root. Options, e.g.:
+# make bench-scale BENCH_SCALE_ARGS="--quick" (or "--fleets 10,100 --cap 300").
+BENCH_SCALE_ARGS ?=
+bench-scale: install
+	$(BIN)/python -m bench.scale_bench $(BENCH_SCALE_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
