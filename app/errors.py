@@ -29,6 +29,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.limits import EXCERPT
 
@@ -186,6 +187,20 @@ async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": detail, "code": InvalidField.code}, status_code=422)
 
 
+async def _http(request: Request, exc: Exception) -> JSONResponse:
+    """Starlette's own HTTP errors (no route, wrong method) as JSON; a body that cannot be
+    decoded at all (not UTF-8) is invalid input like any other: a 422 naming the body."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and "parsing the body" in str(exc.detail):
+        error = {
+            "loc": ["body"],
+            "msg": "the body is not valid JSON (UTF-8)",
+            "type": "json_invalid",
+        }
+        return JSONResponse({"detail": [error], "code": InvalidField.code}, status_code=422)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
 def install(app: FastAPI) -> None:
     """Map the whole tree (and anything unexpected) to JSON responses."""
     from sqlalchemy.exc import DBAPIError
@@ -193,6 +208,7 @@ def install(app: FastAPI) -> None:
 
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(DBAPIError, _database)
     app.add_exception_handler(PoolTimeout, _database)
     app.add_exception_handler(Exception, _unexpected)

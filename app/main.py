@@ -18,7 +18,7 @@ from app.engine.pool import DockerPool
 from app.hosts.monitor import HealthMonitor
 from app.hosts.routes import router as hosts_router
 from app.ingress import BodyLimit, TrailingSlash
-from app.openapi import ERRORS
+from app.openapi import COMMON
 
 log = logging.getLogger("dockfleet")
 
@@ -66,7 +66,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     )
     app.state.dockfleet = state
     errors.install(app)
-    api = APIRouter(prefix="/api", dependencies=[Depends(require_token)], responses=ERRORS(401))
+    api = APIRouter(prefix="/api", dependencies=[Depends(require_token)], responses=COMMON)
     for router in _routers():
         api.include_router(router)
     app.include_router(api)

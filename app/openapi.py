@@ -13,12 +13,14 @@ class ErrorBody(BaseModel):
 
     detail: Any
     code: str | None = None
+    reason: str | None = None
 
 
 _DESCRIPTIONS = {
     401: "Missing or wrong bearer token (only when DOCKFLEET_API_TOKEN is set)",
     404: "Not found",
     409: "Conflict with the current state",
+    413: "Request body over DOCKFLEET_MAX_BODY_BYTES (refused before it is read)",
     422: "Invalid input; `detail` names the field",
     503: "No host can take the run; `hosts` says why per host",
 }
@@ -38,10 +40,39 @@ _ERROR_EXAMPLES: dict[int, dict[str, Any]] = {
         ],
         "code": "invalid",
     },
+    413: {"detail": "request body over 1048576 bytes", "code": "payload_too_large"},
     503: {
         "detail": "No available hosts found",
         "code": "no_available_hosts",
         "hosts": [{"host_id": 1, "name": "Unraid", "reasons": ["stale: last seen 412s ago"]}],
+    },
+}
+
+
+# Every /api route can answer these, whatever it does.
+COMMON: dict[int | str, dict[str, Any]] = {
+    401: {
+        "model": ErrorBody,
+        "description": _DESCRIPTIONS[401],
+        "content": {"application/json": {"example": _ERROR_EXAMPLES[401]}},
+    },
+    413: {
+        "model": ErrorBody,
+        "description": _DESCRIPTIONS[413],
+        "content": {"application/json": {"example": _ERROR_EXAMPLES[413]}},
+    },
+    503: {
+        "model": ErrorBody,
+        "description": "The database is unavailable (locked, full, gone); try again",
+        "content": {
+            "application/json": {
+                "example": {
+                    "detail": "database unavailable",
+                    "code": "database_unavailable",
+                    "reason": "database is locked (another writer holds it)",
+                }
+            }
+        },
     },
 }
 

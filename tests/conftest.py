@@ -1,12 +1,18 @@
-"""Shared fixtures: settings on a fresh migrated SQLite file, the app, an ASGI client."""
+"""Shared fixtures: settings on a fresh migrated SQLite file, the app, an ASGI client, and the
+real fleet of dockerds/sshd (session scope) for tests/integration and tests/faults.
+
+Without root or dockerd/sshd the fleet skips, except with CI=true, where it fails instead.
+"""
 
 from __future__ import annotations
 
+import os
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiodocker
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -16,6 +22,39 @@ from app.config import Settings
 from app.db import upgrade_sync
 from app.main import create_app, start, stop
 from tests import pgtemplate
+from tests.fleet import Daemon, Fleet, start_fleet
+from tests.fleet.aio import docker_for as _docker_for
+
+_TOOLS = ("dockerd", "containerd", "runc", "nsenter", "ip", "openssl", "ssh-keygen", "umount")
+
+
+def _missing_prerequisite() -> str | None:
+    if os.geteuid() != 0:
+        return "integration tests need root (network namespaces, dockerd)"
+    missing = [tool for tool in _TOOLS if shutil.which(tool) is None]
+    missing += [p for p in ("/usr/sbin/sshd", "/bin/busybox") if not os.access(p, os.X_OK)]
+    return f"integration tests need {', '.join(missing)}" if missing else None
+
+
+@pytest.fixture(scope="session")
+def fleet() -> Iterator[Fleet]:
+    """The real fleet: four dockerds in their own netns (one behind sshd), plus `fleet.fault`."""
+    reason = _missing_prerequisite()
+    if reason:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true: {reason}")
+        pytest.skip(reason)
+    started = start_fleet()
+    try:
+        yield started
+    finally:
+        started.teardown()
+
+
+@pytest.fixture
+def docker_for() -> Callable[[Daemon], aiodocker.Docker]:
+    """`async with docker_for(fleet.sock) as docker:` -> aiodocker client on its unix socket."""
+    return _docker_for
 
 
 @pytest.fixture(scope="session")

@@ -138,3 +138,22 @@ def _seed_revision() -> str:
         if "seed task definitions" in (rev.doc or ""):
             return rev.revision
     raise AssertionError("no seed revision")
+
+
+def test_processes_migrating_a_new_database_at_once_all_come_up(tmp_path: Path) -> None:
+    """Several servers starting together on a new database: one migrates, the others wait."""
+    import subprocess
+    import sys
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'together.db'}"
+    code = f"from app.db import upgrade_sync; upgrade_sync({url!r})"
+    procs = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(3)]
+    assert [p.wait(120) for p in procs] == [0, 0, 0]
+    eng = sa.create_engine(url.replace("+aiosqlite", ""))
+    try:
+        with eng.connect() as conn:
+            versions = conn.execute(sa.text("SELECT version_num FROM alembic_version")).all()
+    finally:
+        eng.dispose()
+    head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+    assert versions == [(head,)]

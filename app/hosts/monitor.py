@@ -45,8 +45,10 @@ class HealthMonitor:
         self._inflight: dict[int, asyncio.Task[CheckResult | None]] = {}
         self._due: dict[int, float] = {}
         self.sweeper: Sweeper | None = None
-        # Called with the host id whenever a host's health flips (either way).
+        # Called with the host id whenever a host's health flips (either way), and after
+        # every failed check.
         self.on_change: list[Callable[[int], None]] = []
+        self.on_failure: list[Callable[[int], None]] = []
 
     @property
     def enabled(self) -> bool:
@@ -86,6 +88,8 @@ class HealthMonitor:
                 if was_healthy:
                     log.warning("host %s (%s) is unhealthy: %s", host_id, ep.name, error)
                     self._changed(host_id)
+                for listener in self.on_failure:
+                    listener(host_id)
                 return CheckResult(ok=False, latency_ms=None, error=error, docker_version=None)
             problem = None
             if needs_sweep or found.reconnected:

@@ -194,6 +194,7 @@ async def host_health(
     result = None
     if check:
         assert state.monitor is not None
+        await session.commit()  # hold no connection while Docker is asked
         result = await state.monitor.check(host_id)
         session.expire_all()
         host = await store.get_or_raise(session, host_id)

@@ -50,7 +50,11 @@ def _statuses(raw: str | None) -> list[RunStatus] | None:
     summary="Launch a run",
     responses={
         **ERRORS(404, 409, 422),
-        503: {"model": NoHostsBody, "description": "No host can take the run"},
+        503: {
+            "model": NoHostsBody,
+            "description": "No host can take the run (`hosts` says why per host), or the "
+            "database is unavailable (`reason`)",
+        },
     },
 )
 async def launch_run(

@@ -162,8 +162,10 @@ class HostRejection(BaseModel):
 
 
 class NoHostsBody(BaseModel):
-    """503 body of a launch no host could ever take."""
+    """503 body of a launch no host could ever take (or of a database that is unavailable)."""
 
     detail: str
     code: str
-    hosts: list[HostRejection]
+    hosts: list[HostRejection] = Field(default_factory=list)
+    gpu_need: int | None = None
+    reason: str | None = None

@@ -145,6 +145,7 @@ async def cancel(
     limit = settings.stop_timeout_seconds + 3
     if run.worker_host_id is not None and not await _host_healthy(session, run.worker_host_id):
         limit = 0  # the stop cannot be confirmed now: say `cancelling` at once
+    await session.commit()  # hold no connection while the stop is waited for
     if settled is not None:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(limit):
@@ -164,6 +165,7 @@ async def _wait_final(session: AsyncSession, run: Run, limit: float) -> Run:
     deadline = asyncio.get_running_loop().time() + limit
     while True:
         await session.refresh(run)
+        await session.commit()
         if RunStatus(run.status) in FINAL or asyncio.get_running_loop().time() >= deadline:
             return run
         await asyncio.sleep(0.2)

@@ -122,6 +122,12 @@ class Scheduler:
         self.supervisors[run_id] = (sup, task)
         task.add_done_callback(lambda _t: self.supervisors.pop(run_id, None))
 
+    def host_trouble(self, host_id: int) -> None:
+        """A check of the host failed: its supervisors look at their containers now."""
+        for sup, _task in self.supervisors.values():
+            if sup.host_id == host_id:
+                sup.poke.set()
+
     def request_cancel(self, run_id: int) -> asyncio.Event | None:
         """Tell the run's Supervisor to stop now; the event it sets once the cancel has an
         answer, or None if no Supervisor here drives the run."""

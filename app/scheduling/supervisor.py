@@ -45,6 +45,9 @@ class Supervisor:
         self.run_id = run_id
         self.on_change = on_change
         self.cancel = asyncio.Event()
+        # Set when the host's checks fail: look at the container now, not after the wait.
+        self.poke = asyncio.Event()
+        self.host_id: int | None = None
         # Set once a cancel has an answer: the stop was confirmed, or it cannot be done yet.
         self.settled = asyncio.Event()
         self.grace = state.settings.stop_timeout_seconds
@@ -93,6 +96,7 @@ class Supervisor:
                 await self.records.finish(RunStatus.failed, "host was removed", False, _SKIP)
                 return
             ep = Endpoint.of(host)
+            self.host_id = host.id
             current = next((t for t in tasks if t.status in ("pending", "running")), None)
             if self._cancel_wanted(run):
                 await self._cancel(run, current, ep)
@@ -132,17 +136,21 @@ class Supervisor:
             )
         return await self._await_exit(task, ep, cid)
 
-    async def _until_cancel(self, work: Awaitable[T]) -> T:
-        """`work`'s result, or _Cancelled as soon as a cancel arrives (the work is abandoned)."""
+    async def _until_cancel(self, work: Awaitable[T], poked: bool = False) -> T:
+        """`work`'s result, or _Cancelled as soon as a cancel arrives (or, with `poked`, the
+        host's checks fail); the work is then abandoned."""
         job = asyncio.ensure_future(work)
-        stopper = asyncio.ensure_future(self.cancel.wait())
+        stoppers = [asyncio.ensure_future(self.cancel.wait())]
+        if poked:
+            self.poke.clear()
+            stoppers.append(asyncio.ensure_future(self.poke.wait()))
         try:
-            await asyncio.wait({job, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({job, *stoppers}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for fut in (job, stopper):
+            for fut in (job, *stoppers):
                 if not fut.done():
                     fut.cancel()
-            await asyncio.gather(job, stopper, return_exceptions=True)
+            await asyncio.gather(job, *stoppers, return_exceptions=True)
         if job.done() and not job.cancelled():
             return job.result()
         raise _Cancelled
@@ -222,7 +230,7 @@ class Supervisor:
             if found.exit_code is not None:
                 return int(found.exit_code)
             try:
-                return await self._until_cancel(docker.wait(cid, budget))
+                return await self._until_cancel(docker.wait(cid, budget), poked=True)
             except _Cancelled:
                 return None
 
@@ -280,10 +288,14 @@ class Supervisor:
         async with self.state.db.sessions() as session:
             host = await session.get(WorkerHost, ep.host_id)
         lost_after = self.state.settings.host_lost_after_seconds
-        if host is None or is_lost(host.healthy, host.unhealthy_since, clock.now(), lost_after):
+        now = clock.now()
+        if host is None or is_lost(host.healthy, host.unhealthy_since, now, lost_after):
             return Outcome(TaskStatus.failed, error=f"host unreachable: {error}", host_lost=True)
         log.warning("run %s: %s (retrying)", self.run_id, error)
-        await sleep_backoff(failures)
+        cap = 5.0
+        if host.unhealthy_since is not None:  # look again right when it would count as lost
+            cap = max(0.2, lost_after - (now - host.unhealthy_since).total_seconds() + 0.1)
+        await sleep_backoff(failures, cap=min(5.0, cap))
         return Outcome(TaskStatus.running)
 
     async def _remove(self, ep: Endpoint, cid: str) -> bool:
