@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -20,7 +21,9 @@ from tests.fleet.observe import EventLog, Sampler, gpu_overlaps
 from tests.integration.runs_helpers import add_directive, add_host, add_task, launch, remove_ours
 
 SLOTS = 3
-CUT_SECONDS = 8  # well past DOCKFLEET_HOST_LOST_AFTER_SECONDS (3 s in these tests)
+# Well past DOCKFLEET_HOST_LOST_AFTER_SECONDS (3 s in these tests); DOCKFLEET_FAULT_CUT_SECONDS=60
+# plays the 60 s outage as it was seen.
+CUT_SECONDS = float(os.environ.get("DOCKFLEET_FAULT_CUT_SECONDS", "8"))
 
 
 @contextlib.contextmanager
