@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: install
-	$(BIN)/dockfleet serve --host $${DOCKFLEET_HOST:-0.0.0.0} --port $${DOCKFLEET_PORT:-9595}
+	$(BIN)/dockfleet serve --host $${DOCKFLEET_HOST:-127.0.0.1} --port $${DOCKFLEET_PORT:-9595}
 
 # Installs what the integration tests need (real dockerd, sshd, busybox) when run as root.
 system-deps:

@@ -22,10 +22,34 @@ class Settings(BaseSettings):
         "sqlite+aiosqlite:///./dockfleet.db",
         description="SQLAlchemy async URL: SQLite (aiosqlite) or PostgreSQL (asyncpg).",
     )
-    host: str = Field("0.0.0.0", description="Address `dockfleet serve` listens on.")
+    host: str = Field(
+        "127.0.0.1",
+        description="Address `dockfleet serve` listens on (another than loopback needs a token).",
+    )
     port: int = Field(9595, ge=1, le=65535, description="Port `dockfleet serve` listens on.")
     api_token: SecretStr | None = Field(
-        None, description="When set, every /api call needs `Authorization: Bearer <token>`."
+        None,
+        description="When set, every /api call needs `Authorization: Bearer <token>`; several "
+        "tokens may be given comma-separated (rotation).",
+    )
+    api_token_file: str | None = Field(
+        None, description="A file with one token per line (read at start, added to api_token)."
+    )
+    insecure_no_token: bool = Field(
+        False,
+        description="Allow serving on a non-loopback address without a token (logged at start).",
+    )
+    metrics_public: bool = Field(False, description="/metrics needs no token.")
+    secrets_dir: str = Field(
+        "./secrets",
+        description="Key and certificate paths of hosts must lie in this directory.",
+    )
+    allowed_bind_sources: str = Field(
+        "/var/log:ro",
+        description="Comma list of host paths tasks may bind (`path:ro` or `path:rw`).",
+    )
+    task_network_modes: str = Field(
+        "none,bridge,host", description="Network modes a task may use (out of none, bridge, host)."
     )
     stale_after_seconds: float = Field(
         300, gt=0, description="A host not seen for longer than this is stale."
@@ -103,6 +127,49 @@ class Settings(BaseSettings):
         parse_networks(value)
         return value
 
+    @field_validator("api_token")
+    @classmethod
+    def _check_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            from app.auth import parse_tokens
+
+            parse_tokens(value.get_secret_value())
+        return value
+
+    @field_validator("allowed_bind_sources")
+    @classmethod
+    def _check_binds(cls, value: str) -> str:
+        from app.tasks.policy import parse_bind_rules
+
+        parse_bind_rules(value)
+        return value
+
+    @field_validator("task_network_modes")
+    @classmethod
+    def _check_modes(cls, value: str) -> str:
+        from app.tasks.policy import parse_network_modes
+
+        parse_network_modes(value)
+        return value
+
+    @field_validator("secrets_dir")
+    @classmethod
+    def _check_secrets_dir(cls, value: str) -> str:
+        from app.hosts.secrets import secrets_root
+
+        secrets_root(value)
+        return value
+
+    def tokens(self) -> list[str]:
+        """Every accepted API token (none: the API is open, on loopback only)."""
+        from app.auth import parse_tokens
+
+        out = parse_tokens(self.api_token.get_secret_value()) if self.api_token else []
+        if self.api_token_file:
+            with open(self.api_token_file) as fh:
+                out += parse_tokens(fh.read())
+        return out
+
     def networks(self) -> list[Network | str]:
         """The parsed allow-list."""
         return parse_networks(self.allowed_networks)
@@ -121,16 +188,46 @@ def parse_networks(value: str) -> list[Network | str]:
     return out
 
 
+# What `private` means: the LAN ranges (RFC 1918), carrier-grade NAT (Tailscale and the like)
+# and IPv6 unique-local addresses. Never link-local, metadata, unspecified or broadcast ones.
+PRIVATE = tuple(
+    ipaddress.ip_network(n)
+    for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")
+)
+# Reachable only when a CIDR names them: link-local (cloud metadata lives at 169.254.169.254).
+LINK_LOCAL = tuple(ipaddress.ip_network(n) for n in ("169.254.0.0/16", "fe80::/10"))
+
+
+def _never(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Addresses no allow-list admits: unspecified, multicast, broadcast, reserved, and IPv6
+    forms that smuggle an IPv4 address (mapped, compatible, 6to4, Teredo)."""
+    if ip.is_unspecified or ip.is_multicast or (ip.is_reserved and not ip.is_loopback):
+        return True
+    if isinstance(ip, ipaddress.IPv4Address):
+        return ip == ipaddress.IPv4Address("255.255.255.255") or ip in ipaddress.ip_network(
+            "0.0.0.0/8"
+        )
+    compat = int(ip) >> 32 == 0 and not ip.is_loopback  # ::a.b.c.d (deprecated)
+    return bool(ip.ipv4_mapped or compat or ip.sixtofour or ip.teredo)
+
+
 def address_allowed(address: str, networks: list[Network | str]) -> bool:
-    """Whether an IP address falls in the allow-list."""
-    ip = ipaddress.ip_address(address)
+    """Whether an IP address falls in the allow-list (see PRIVATE, LINK_LOCAL and _never)."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if _never(ip):
+        return False
+    link_local = any(ip in n for n in LINK_LOCAL)
     for net in networks:
+        if not isinstance(net, str):
+            if ip.version == net.version and ip in net:
+                return True
+            continue
+        if link_local:
+            continue  # only an explicit CIDR reaches link-local and metadata addresses
         if net == "*":
             return True
         if net == "loopback" and ip.is_loopback:
             return True
-        if net == "private" and ip.is_private and not ip.is_loopback:
-            return True
-        if not isinstance(net, str) and ip in net:
+        if net == "private" and any(ip in n for n in PRIVATE):
             return True
     return False

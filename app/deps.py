@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any
@@ -11,6 +10,7 @@ from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.auth import matches
 from app.config import Settings
 from app.db import Database
 from app.engine.pool import DockerPool
@@ -29,6 +29,8 @@ class AppState:
     db: Database
     pool: DockerPool
     instance_id: str = ""
+    tokens: list[str] = field(default_factory=list)
+    policy: Any = None  # app.tasks.policy.TaskPolicy (built from the settings)
     monitor: HealthMonitor | None = None
     services: dict[str, Any] = field(default_factory=dict)
 
@@ -63,15 +65,17 @@ _bearer = HTTPBearer(auto_error=False, description="DOCKFLEET_API_TOKEN, when th
 
 
 def require_token(
-    settings: SettingsDep,
+    state: StateDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
-    """When DOCKFLEET_API_TOKEN is set, demand `Authorization: Bearer <token>`."""
-    if settings.api_token is None:
+    """When DOCKFLEET_API_TOKEN is set, demand `Authorization: Bearer <token>`.
+
+    The ingress TokenGate has already refused a request without a right token (before its
+    body was read); this is the same check again, and what declares the scheme in OpenAPI."""
+    if not state.tokens:
         return
-    expected = settings.api_token.get_secret_value().encode()
-    given = credentials.credentials.encode() if credentials is not None else b""
-    if not secrets.compare_digest(given, expected):
+    given = credentials.credentials if credentials is not None else None
+    if not matches(given, [t.encode() for t in state.tokens]):
         raise Unauthorized("missing or wrong bearer token")
 
 

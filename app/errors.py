@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -98,7 +99,7 @@ class InvalidField(AppError):
 
     status, code = 422, "invalid"
 
-    def __init__(self, field: str | list[str | int], message: str) -> None:
+    def __init__(self, field: str | Sequence[str | int], message: str) -> None:
         parts = [field] if isinstance(field, str) else list(field)
         loc = parts if parts[0] in ("query", "path") else ["body", *parts]
         super().__init__([{"loc": loc, "msg": message, "type": "value_error"}])

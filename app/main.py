@@ -10,15 +10,19 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI
 
 from app import __version__, errors, meta, service
+from app.auth import TokenGate
 from app.config import Settings
 from app.db import Database, upgrade
 from app.deps import AppState, require_token
 from app.engine.client import Deadlines
 from app.engine.pool import DockerPool
+from app.hosts import store as hosts_store
 from app.hosts.monitor import HealthMonitor
 from app.hosts.routes import router as hosts_router
+from app.hosts.secrets import secrets_root
 from app.ingress import BodyLimit, TrailingSlash
 from app.openapi import COMMON
+from app.tasks.policy import TaskPolicy
 
 log = logging.getLogger("dockfleet")
 
@@ -43,8 +47,11 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     settings = settings or Settings()
     db = Database(settings.database_url, settings.db_busy_timeout_seconds)
     deadlines = Deadlines(call=settings.docker_timeout_seconds, pull=settings.pull_timeout_seconds)
-    pool = DockerPool(deadlines, settings.networks())
+    pool = DockerPool(deadlines, settings.networks(), secrets_root(settings.secrets_dir))
     state = AppState(settings=settings, db=db, pool=pool, instance_id=settings.instance_id or "")
+    state.tokens = settings.tokens()
+    state.policy = TaskPolicy.of(settings)
+    pool.on_host_key = lambda host_id, key: hosts_store.pin_host_key(db, host_id, key)
     state.monitor = HealthMonitor(db, pool, settings)
 
     @asynccontextmanager
@@ -72,7 +79,9 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     app.include_router(api)
 
     app.include_router(service.router)
+    # Outermost last: the slash is normalised, then the token checked, then the body bounded.
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(TokenGate, tokens=state.tokens, metrics_public=settings.metrics_public)
     app.add_middleware(TrailingSlash)
     return app
 

@@ -132,6 +132,10 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         },
     },
     "host_patch": {"summary": "Disable a host", "value": {"enabled": False}},
+    "host_key": {
+        "summary": "Accept the key the SSH server now offers",
+        "value": {"fingerprint": "SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8"},
+    },
     "directive": {
         "summary": "Default directive",
         "value": {"name": "default", "description": "Default orchestrator directive"},

@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import time
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy import literal
 from sqlmodel import select
 
 from app import __version__, meta
+from app.auth import bearer, matches
 from app.deps import AppState, StateDep, get_state
 from app.metrics import render_metrics
 
@@ -44,23 +45,29 @@ async def _write_ok(state: AppState) -> bool:
 @router.get(
     "/healthz",
     summary="Process alive, database readable and writable",
-    description="200 `{status, database, writes, version}`; 503 when the database cannot be "
-    "read or written (locked past the busy timeout, disk full, gone).",
+    description="200 `{status, version}`; 503 when the database cannot be read or written "
+    "(locked past the busy timeout, disk full, gone). With the API token (or when none is set) "
+    "it also says which (`database`, `writes`) and the instance id. Needs no token.",
     responses={503: {"description": "Database unreachable or not writable"}},
 )
-async def healthz(state: StateDep) -> JSONResponse:
+async def healthz(state: StateDep, request: Request) -> JSONResponse:
+    # Open to anyone: without a right token it says only ok/error and the version.
+    trusted = not state.tokens or matches(bearer(request.scope), [t.encode() for t in state.tokens])
+    checks = {"database": "ok", "writes": "ok"}
     try:
         async with state.db.sessions() as session:
             await session.exec(select(literal(1)))
     except Exception as exc:
         log.error("database unreachable: %s", type(exc).__name__)
-        body = {"status": "error", "database": "unreachable", "version": __version__}
-        return JSONResponse(body, status_code=503)
-    if not await _write_ok(state):
-        body = {"status": "error", "database": "ok", "writes": "failing", "version": __version__}
-        return JSONResponse(body, status_code=503)
-    body = {"status": "ok", "database": "ok", "writes": "ok", "version": __version__}
-    return JSONResponse({**body, "instance_id": state.instance_id})
+        checks = {"database": "unreachable", "writes": "failing"}
+    else:
+        if not await _write_ok(state):
+            checks["writes"] = "failing"
+    ok = checks == {"database": "ok", "writes": "ok"}
+    body: dict[str, object] = {"status": "ok" if ok else "error", "version": __version__}
+    if trusted:
+        body.update(checks, instance_id=state.instance_id)
+    return JSONResponse(body, status_code=200 if ok else 503)
 
 
 @router.get(

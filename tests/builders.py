@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import itertools
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,6 +18,12 @@ from app.hosts.models import WorkerHost
 from app.main import create_app, start, stop
 
 _seq = itertools.count(1)
+# Key and certificate files of the test payloads: real (readable) files in the tests'
+# secrets directory (DOCKFLEET_SECRETS_DIR is /tmp in make_settings); never used to connect.
+SECRETS = Path(tempfile.gettempdir()) / "dockfleet-test-secrets"
+for _name in ("test_ssh_key", "vm_ssh_key", "nas/ca.pem", "nas/cert.pem", "nas/key.pem"):
+    (SECRETS / _name).parent.mkdir(parents=True, exist_ok=True)
+    (SECRETS / _name).touch()
 MISSING_SOCKET = "unix:///tmp/dockfleet-test-does-not-exist.sock"
 
 
@@ -40,7 +48,7 @@ def ssh_host_payload(**overrides: Any) -> dict[str, Any]:
             "host": "127.0.0.1",
             "port": 22,
             "user": "fleetadmin",
-            "key_path": "/secrets/test_ssh_key",
+            "key_path": f"{SECRETS}/test_ssh_key",
         },
     )
     body.update(overrides)

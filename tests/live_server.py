@@ -52,6 +52,7 @@ def server_env(db: Path, extra: Mapping[str, str] | None = None) -> dict[str, st
             "DOCKFLEET_HEALTH_INTERVAL_SECONDS": "0",
             "DOCKFLEET_RECONCILE_INTERVAL_SECONDS": "0",
             "DOCKFLEET_LOG_LEVEL": "warning",
+            "DOCKFLEET_SECRETS_DIR": "/tmp",
         }
     )
     env.update(extra or {})

@@ -17,6 +17,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from app.cli import app
+from tests.builders import SECRETS
 from tests.live_server import ROOT, LiveServer, free_port, live_server, server_env
 from tests.readme import bash_blocks, commands
 
@@ -102,7 +103,7 @@ def test_host_commands_by_name_and_id(cli: Cli) -> None:
 def test_hosts_add_over_ssh_and_tls(cli: Cli) -> None:
     ssh = cli.json(
         "hosts", "add", unique("vm"), "--tcp", "10.255.0.15:2375", "--disabled",
-        "--ssh-user", "vmadmin", "--ssh-key", "/secrets/vm_ssh_key", "--gpus", "1",
+        "--ssh-user", "vmadmin", "--ssh-key", f"{SECRETS}/vm_ssh_key", "--gpus", "1",
         "--label", "zone=lab",
     )  # fmt: skip
     assert ssh["base_url"] == "tcp://10.255.0.15:2375" and ssh["enabled"] is False
@@ -115,7 +116,8 @@ def test_hosts_add_over_ssh_and_tls(cli: Cli) -> None:
     }
     tls = cli.json(
         "hosts", "add", unique("nas"), "--tcp", "tcp://10.255.0.16:2376", "--disabled",
-        "--tls-ca", "/s/ca.pem", "--tls-cert", "/s/cert.pem", "--tls-key", "/s/key.pem",
+        "--tls-ca", f"{SECRETS}/nas/ca.pem", "--tls-cert", f"{SECRETS}/nas/cert.pem",
+        "--tls-key", f"{SECRETS}/nas/key.pem",
     )  # fmt: skip
     assert tls["has_tls_config"] and not tls["has_ssh_config"]
     for host in (ssh, tls):

@@ -75,7 +75,7 @@ def test_seeded_tasks_exist_and_are_valid(db_file: Path, engine: sa.Engine) -> N
     with engine.connect() as conn:
         typed = conn.execute(sa.select(table)).mappings().all()
     for row in typed:
-        body = {k: row[k] for k in TaskCreate.model_fields if row[k] is not None}
+        body = {k: row[k] for k in TaskCreate.model_fields if row.get(k) is not None}
         TaskCreate.model_validate(body)  # what the migration wrote, the API would accept
     assert rows["gpu_report"]["requires_gpu"] == 1
     assert rows["log_triage"]["network_mode"] == "none"

@@ -78,6 +78,9 @@ def root(
 
 
 app.command("serve")(fleet.serve)
+token = typer.Typer(help="API tokens.", no_args_is_help=True)
+token.command("new")(fleet.token_new)
+app.add_typer(token, name="token")
 app.command("status")(fleet.status)
 app.add_typer(hosts.app, name="hosts")
 app.add_typer(directives.directives, name="directives")

@@ -220,9 +220,35 @@ def undrain(ctx: typer.Context, host: HostArg, json: JsonOpt = False) -> None:
     _changed(client(ctx).hosts.undrain(host_id(ctx, host)), json, "undrained")
 
 
+@app.command("accept-key")
+def accept_key(
+    ctx: typer.Context,
+    host: HostArg,
+    fingerprint: Annotated[
+        str, typer.Argument(help="The new key's fingerprint (SHA256:...), as the error shows.")
+    ],
+    json: JsonOpt = False,
+) -> None:
+    """Accept a changed SSH host key, after checking its fingerprint on the host itself
+    (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub)."""
+    _changed(
+        client(ctx).hosts.accept_host_key(host_id(ctx, host), fingerprint), json, "key accepted"
+    )
+
+
 @app.command("rm")
-def remove(ctx: typer.Context, host: HostArg, json: JsonOpt = False) -> None:
+def remove(
+    ctx: typer.Context,
+    host: HostArg,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Also release slots held for containers never confirmed gone."
+        ),
+    ] = False,
+    json: JsonOpt = False,
+) -> None:
     """Remove a host (refused while it has active runs: drain it first)."""
     key = host_id(ctx, host)
-    client(ctx).hosts.delete(key)
+    client(ctx).hosts.delete(key, force=force)
     emit({"id": key, "deleted": True}, json, lambda: f"host {host} removed")

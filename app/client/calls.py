@@ -82,9 +82,17 @@ class HostCalls:
         return Call("PATCH", f"{HOSTS}{host_id}/", model(HostRead), json=body_of(body, fields))
 
     @staticmethod
-    def delete(host_id: int) -> Call[None]:
-        """Remove a host (409 while it has active runs)."""
-        return Call("DELETE", f"{HOSTS}{host_id}/", nothing)
+    def delete(host_id: int, force: bool = False) -> Call[None]:
+        """Remove a host (409 while it has active runs); `force` also releases slots held for
+        containers never confirmed gone (a host gone for good)."""
+        params = _params(force=True) if force else None
+        return Call("DELETE", f"{HOSTS}{host_id}/", nothing, params=params)
+
+    @staticmethod
+    def accept_host_key(host_id: int, fingerprint: str) -> Call[HostRead]:
+        """Accept the SSH host key the server offers now (its SHA256 fingerprint)."""
+        body = {"fingerprint": fingerprint}
+        return Call("POST", f"{HOSTS}{host_id}/ssh-host-key/", model(HostRead), json=body)
 
     @staticmethod
     def health(host_id: int, check: bool = False) -> Call[HostHealth]:

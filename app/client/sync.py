@@ -56,6 +56,7 @@ class Hosts(_Room):
     health = _bind(HostCalls.health)
     drain = _bind(HostCalls.drain)
     undrain = _bind(HostCalls.undrain)
+    accept_host_key = _bind(HostCalls.accept_host_key)
     list = _bind(HostCalls.list)
 
     def iter(

@@ -16,6 +16,7 @@ from app.directives.models import (
     DirectiveUpdate,
 )
 from app.openapi import ERRORS, examples
+from app.tasks.policy import env_problems, refuse
 
 router = APIRouter(prefix="/directives", tags=["directives"])
 
@@ -35,6 +36,7 @@ async def create_directive(
     Every name in `tasks` must be a task definition (422 naming the unknown ones).
     """
     await store.check_tasks(session, body.tasks)
+    refuse(env_problems(body.env))
     directive = Directive(**body.model_dump())
     await store.create(session, directive)
     await session.commit()
@@ -91,6 +93,7 @@ async def update_directive(
     }
     if "tasks" in changes:
         await store.check_tasks(session, changes["tasks"])
+    refuse(env_problems(changes.get("env") or {}))
     await store.update(session, directive, changes)
     await session.commit()
     return store.to_read(directive)

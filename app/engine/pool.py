@@ -3,24 +3,58 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiodocker
+import aiohttp
+import aiohttp.abc
 
 from app.config import Network, address_allowed
 from app.engine.client import Deadlines, DockerClient, DockerFacts
 from app.engine.endpoint import Endpoint
-from app.engine.errors import translate
-from app.engine.tunnels import Tunnel
+from app.engine.errors import scrub, translate
+from app.engine.tunnels import HostKeyChanged, Tunnel, offered_host_key
 from app.errors import EngineError, HostUnreachable
+from app.hosts.secrets import SecretPathError
+from app.hosts.secrets import check as check_secret
 
 log = logging.getLogger("dockfleet.engine")
+
+
+class _Pinned(aiohttp.abc.AbstractResolver):
+    """Resolves one host name to the one address already checked against the allow-list."""
+
+    def __init__(self, host: str, address: str) -> None:
+        self.host = host
+        self.address = address
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[aiohttp.abc.ResolveResult]:
+        if host != self.host:
+            raise OSError(f"{host} was not checked against DOCKFLEET_ALLOWED_NETWORKS")
+        fam = socket.AF_INET6 if ":" in self.address else socket.AF_INET
+        return [
+            {
+                "hostname": host,
+                "host": self.address,
+                "port": port,
+                "family": fam,
+                "proto": 0,
+                "flags": socket.AI_NUMERICHOST,
+            }
+        ]
+
+    async def close(self) -> None:
+        return None
 
 
 @dataclass
@@ -45,7 +79,10 @@ class _Slot:
 
     async def close(self) -> None:
         try:
+            connector = self.docker.connector
             await self.docker.close()
+            if not connector.closed:  # a connector we gave aiodocker is ours to close
+                await connector.close()
         finally:
             if self.tunnel is not None:
                 await self.tunnel.close()
@@ -54,46 +91,95 @@ class _Slot:
 class DockerPool:
     """Pooled Docker clients keyed by host; the seam between dockfleet and the daemons."""
 
-    def __init__(self, deadlines: Deadlines, networks: list[Network | str]) -> None:
+    def __init__(
+        self,
+        deadlines: Deadlines,
+        networks: list[Network | str],
+        secrets_root: Path | None = None,
+    ) -> None:
         self.deadlines = deadlines
         self.timeout = deadlines.call
         self.networks = networks
+        self.secrets_root = secrets_root
+        # Called with (host id, SHA256 fingerprint) when an SSH host key is seen the first
+        # time (trust on first use): the caller pins it.
+        self.on_host_key: Callable[[int, str], Awaitable[None]] | None = None
         self._slots: dict[int, _Slot] = {}
         self._locks: dict[int, asyncio.Lock] = {}
 
-    async def _check_address(self, host: str) -> None:
-        loop = asyncio.get_running_loop()
+    async def _resolve(self, ep: Endpoint, host: str, port: int) -> str:
+        """The one address to connect to for `host`: it and every other address the name
+        resolves to must be allowed (resolved once per connection: no second lookup)."""
+        secrets = ep.secrets()
         try:
-            infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-        except OSError as exc:
-            raise HostUnreachable(f"cannot resolve {host}: {exc}") from exc
-        for info in infos:
-            address = str(info[4][0])
+            literal = ipaddress.ip_address(host.strip("[]"))
+            candidates = [str(literal)]
+        except ValueError:
+            loop = asyncio.get_running_loop()
+            try:
+                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            except OSError as exc:
+                raise HostUnreachable(scrub(f"cannot resolve {host}: {exc}", secrets)) from exc
+            candidates = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        for address in candidates:
             if not address_allowed(address, self.networks):
-                raise HostUnreachable(f"{host} ({address}) is outside DOCKFLEET_ALLOWED_NETWORKS")
+                where = f"{host} ({address})"
+                if ep.ssh is not None and host == ep.ssh.host:
+                    where = "the SSH server's address"  # ssh_config is never echoed
+                text = f"{ep.name}: {where} is outside DOCKFLEET_ALLOWED_NETWORKS"
+                raise HostUnreachable(scrub(text, secrets))
+        if not candidates:
+            raise HostUnreachable(scrub(f"cannot resolve {host}", secrets))
+        return candidates[0]
 
-    def _client(self, url: str, ssl_context: ssl.SSLContext | None = None) -> aiodocker.Docker:
+    def _check_files(self, ep: Endpoint) -> None:
+        """Key and certificate files must still lie in the secrets directory (a symlink may
+        have been changed since the host was registered)."""
+        if self.secrets_root is None:
+            return
+        for field, path in ep.secret_files():
+            try:
+                check_secret(path, self.secrets_root, must_read=True)
+            except SecretPathError as exc:
+                raise HostUnreachable(f"{ep.name}: {field} {exc}") from None
+
+    def _client(self, url: str, connector: aiohttp.BaseConnector | None = None) -> aiodocker.Docker:
         timeout = self.deadlines.client_timeout()
-        return aiodocker.Docker(url=url, ssl_context=ssl_context, timeout=timeout)
+        return aiodocker.Docker(url=url, connector=connector, timeout=timeout)
 
     async def _open(self, ep: Endpoint) -> _Slot:
         fingerprint = ep.fingerprint()
         if ep.type == "docker_socket":
             return _Slot(fingerprint, self._client(ep.base_url), None)
+        self._check_files(ep)
         host, port = ep.tcp_target()
         if ep.ssh is not None:
-            await self._check_address(ep.ssh.host)
+            address = await self._resolve(ep, ep.ssh.host, ep.ssh.port)
             try:
-                tunnel = await Tunnel.open(ep.ssh, host, port, self.timeout)
+                tunnel = await Tunnel.open(
+                    ep.ssh, address, host, port, self.timeout, pinned=ep.ssh_host_key
+                )
+            except HostKeyChanged as exc:
+                raise HostUnreachable(
+                    f"{ep.name}: SSH host key changed (pinned {exc.pinned}, now offered "
+                    f"{exc.offered}); if the change is expected, accept the new key "
+                    f"(POST /api/worker-hosts/{ep.host_id}/ssh-host-key/)"
+                ) from None
             except OSError as exc:  # refused, no route: the SSH server, not Docker
                 raise translate(exc, ep.name, ep.secrets(), "cannot reach the SSH server") from exc
+            if ep.ssh_host_key is None and tunnel.host_key and self.on_host_key is not None:
+                await self.on_host_key(ep.host_id, tunnel.host_key)
             return _Slot(fingerprint, self._client(f"http://127.0.0.1:{tunnel.port}"), tunnel)
-        await self._check_address(host)
+        address = await self._resolve(ep, host, port)
+        ctx = None
         if ep.tls is not None:
             ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ep.tls.ca_cert)
             ctx.load_cert_chain(ep.tls.client_cert, ep.tls.client_key)
-            return _Slot(fingerprint, self._client(f"https://{host}:{port}", ctx), None)
-        return _Slot(fingerprint, self._client(f"http://{host}:{port}"), None)
+        # The name stays in the URL (TLS checks the certificate against it); the connection
+        # goes to the address checked above.
+        connector = aiohttp.TCPConnector(ssl=ctx or False, resolver=_Pinned(host, address))
+        scheme = "https" if ctx is not None else "http"
+        return _Slot(fingerprint, self._client(f"{scheme}://{host}:{port}", connector), None)
 
     async def _slot(self, ep: Endpoint) -> _Slot:
         lock = self._locks.setdefault(ep.host_id, asyncio.Lock())
@@ -166,6 +252,18 @@ class DockerPool:
             ) from exc
         latency = round((time.perf_counter() - started) * 1000, 2)
         return CheckResult(latency_ms=latency, facts=facts, reconnected=reconnected)
+
+    async def offered_host_key(self, ep: Endpoint) -> str:
+        """The SSH host key fingerprint the host's SSH server offers now (to accept it)."""
+        assert ep.ssh is not None
+        try:
+            async with asyncio.timeout(self.timeout):
+                address = await self._resolve(ep, ep.ssh.host, ep.ssh.port)
+                return await offered_host_key(ep.ssh, address, self.timeout)
+        except EngineError:
+            raise
+        except Exception as exc:
+            raise translate(exc, ep.name, ep.secrets(), "cannot read the SSH host key") from exc
 
     async def forget(self, host_id: int) -> None:
         """Close a host's client and tunnel (its config changed or it was deleted)."""

@@ -16,6 +16,7 @@ from app.hosts.schemas import (
     CheckResult,
     HostCreate,
     HostHealth,
+    HostKeyAccept,
     HostPage,
     HostRead,
     HostType,
@@ -32,6 +33,7 @@ __all__ = [
     "CheckResult",
     "HostCreate",
     "HostHealth",
+    "HostKeyAccept",
     "HostPage",
     "HostRead",
     "HostType",
@@ -68,6 +70,11 @@ class WorkerHost(SQLModel, table=True):
     needs_sweep: bool = SQLField(
         default=True,
         description="Our leftover containers must be swept before the host takes runs again.",
+    )
+    ssh_host_key_fingerprint: str | None = SQLField(
+        default=None,
+        max_length=120,
+        description="SHA256 fingerprint of the SSH host key, pinned on first use.",
     )
     facts_at: datetime | None = SQLField(
         default=None, sa_type=UTCDateTime, description="When version/info were last read."

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response, status
 
 from app import clock
 from app.deps import HostId, PageDep, SessionDep, StateDep, page_links
+from app.engine.endpoint import Endpoint
+from app.errors import Conflict
 from app.hosts import store
 from app.hosts.eligibility import is_stale
 from app.hosts.models import (
     HostCreate,
     HostHealth,
+    HostKeyAccept,
     HostPage,
     HostRead,
     HostType,
@@ -21,7 +25,8 @@ from app.hosts.models import (
     TLSConfig,
     WorkerHost,
 )
-from app.hosts.validation import merge_capabilities, validate_config
+from app.hosts.secrets import secrets_root
+from app.hosts.validation import check_secret_files, merge_capabilities, validate_config
 from app.openapi import ERRORS, examples
 
 router = APIRouter(prefix="/worker-hosts", tags=["worker hosts"])
@@ -29,6 +34,14 @@ router = APIRouter(prefix="/worker-hosts", tags=["worker hosts"])
 
 async def _read(session: SessionDep, state: StateDep, host: WorkerHost) -> HostRead:
     return (await store.read_many(session, [host], state.settings.stale_after_seconds))[0]
+
+
+def _secrets(state: StateDep) -> Path:
+    return secrets_root(state.settings.secrets_dir)
+
+
+def _ssh_server(config: dict[str, Any] | None) -> tuple[Any, Any] | None:
+    return (config.get("host"), config.get("port", 22)) if config else None
 
 
 def _wake(state: StateDep) -> None:
@@ -56,6 +69,7 @@ async def create_host(
     validate_config(
         body.type, body.base_url, body.ssh_config, body.tls_config, state.settings.networks()
     )
+    check_secret_files(body.ssh_config, body.tls_config, _secrets(state), body.enabled)
     host = WorkerHost(
         name=body.name,
         type=body.type.value,
@@ -128,6 +142,9 @@ async def update_host(
     validate_config(
         HostType(merged["type"]), merged["base_url"], ssh, tls, state.settings.networks()
     )
+    check_secret_files(ssh, tls, _secrets(state), bool(merged["enabled"]))
+    if _ssh_server(merged.get("ssh_config")) != _ssh_server(host.ssh_config):
+        changes["ssh_host_key_fingerprint"] = None  # another SSH server: learn its key anew
     was_enabled = host.enabled
     await store.update(session, host, changes)
     await store.bump_seq(session, host_id)  # a plan made before this change must not apply
@@ -241,3 +258,38 @@ async def drain_host(host_id: HostId, session: SessionDep, state: StateDep) -> H
 async def undrain_host(host_id: HostId, session: SessionDep, state: StateDep) -> HostRead:
     """The host takes new runs again."""
     return await _set_draining(host_id, False, session, state)
+
+
+@router.post(
+    "/{host_id}/ssh-host-key/",
+    response_model=HostRead,
+    summary="Accept a changed SSH host key",
+    responses=ERRORS(404, 409, 422),
+)
+async def accept_host_key(
+    host_id: HostId,
+    body: Annotated[HostKeyAccept, examples("host_key")],
+    session: SessionDep,
+    state: StateDep,
+) -> HostRead:
+    """Pin the SSH host key the server offers now, if it is the one you checked (`fingerprint`).
+
+    Only for SSH hosts without `known_hosts` (their key was trusted on first use); with a
+    known_hosts file, that file decides. 409 when the server offers another key.
+    """
+    host = await store.get_or_raise(session, host_id)
+    if not host.ssh_config:
+        raise Conflict(f"worker host {host_id} is not reached through SSH")
+    if host.ssh_config.get("known_hosts"):
+        raise Conflict("this host's SSH key is checked against its known_hosts file; edit that")
+    await session.commit()
+    offered = await state.pool.offered_host_key(Endpoint.of(host))
+    if offered != body.fingerprint:
+        raise Conflict(f"the SSH server offers {offered}, not {body.fingerprint}")
+    await store.update(session, host, {"ssh_host_key_fingerprint": offered})
+    await session.commit()
+    await state.pool.forget(host_id)
+    if state.monitor is not None and host.enabled:
+        await state.monitor.check(host_id)
+        await session.refresh(host)
+    return await _read(session, state, host)

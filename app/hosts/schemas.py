@@ -177,6 +177,10 @@ class HostRead(BaseModel):
     capabilities: Capabilities
     has_ssh_config: bool
     has_tls_config: bool
+    ssh_host_key_fingerprint: str | None = Field(
+        description="SSH host key pinned on first use (no known_hosts); a changed key makes the "
+        "host unhealthy until accepted."
+    )
     healthy: bool
     last_seen_at: datetime | None
     last_check_at: datetime | None
@@ -204,6 +208,17 @@ class HostRead(BaseModel):
     facts_at: datetime | None
     created_at: datetime
     updated_at: datetime
+
+
+class HostKeyAccept(_Strict):
+    """Body of POST /api/worker-hosts/{id}/ssh-host-key/: the fingerprint you checked."""
+
+    fingerprint: str = Field(
+        min_length=8,
+        max_length=120,
+        pattern=r"^SHA256:[A-Za-z0-9+/=]+$",
+        description="The new key's SHA256 fingerprint, as `last_error` shows it.",
+    )
 
 
 class HostPage(BaseModel):

@@ -8,6 +8,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app import clock
+from app.db import Database
 from app.errors import HostBusy
 from app.hosts import holds
 from app.hosts.eligibility import HostLoad, ineligible_reasons, is_stale
@@ -125,6 +126,18 @@ async def take_seq(session: AsyncSession, host_id: int, seq: int, placements: in
         .values(placement_seq=seq + placements)
     )
     return bool((await session.exec(stmt)).rowcount == 1)
+
+
+async def pin_host_key(db: Database, host_id: int, fingerprint: str) -> None:
+    """Trust on first use: pin the SSH host key seen first (never overwrite a pinned one)."""
+    async with db.session_scope() as session:
+        stmt = (
+            sa.update(WorkerHost)
+            .where(col(WorkerHost.id) == host_id)
+            .where(col(WorkerHost.ssh_host_key_fingerprint).is_(None))
+            .values(ssh_host_key_fingerprint=fingerprint)
+        )
+        await session.exec(stmt)
 
 
 async def bump_seq(session: AsyncSession, host_id: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -11,6 +12,7 @@ from pydantic import ValidationError
 from app.config import Network, address_allowed
 from app.errors import InvalidField
 from app.hosts.models import Capabilities, HostType, SSHConfig, TLSConfig, check_base_url
+from app.hosts.secrets import SecretPathError, check
 
 
 def _literal_ip(host: str) -> str | None:
@@ -18,6 +20,27 @@ def _literal_ip(host: str) -> str | None:
         return str(ipaddress.ip_address(host))
     except ValueError:
         return None
+
+
+def check_secret_files(
+    ssh: SSHConfig | None, tls: TLSConfig | None, root: Path, enabled: bool
+) -> None:
+    """422 naming the field when a key or certificate path is outside the secrets directory
+    (or, for an enabled host, not a readable file)."""
+    fields: list[tuple[list[str], str]] = []
+    if ssh is not None:
+        fields.append((["ssh_config", "key_path"], ssh.key_path))
+        if ssh.known_hosts:
+            fields.append((["ssh_config", "known_hosts"], ssh.known_hosts))
+    if tls is not None:
+        fields += [
+            (["tls_config", k], getattr(tls, k)) for k in ("ca_cert", "client_cert", "client_key")
+        ]
+    for field, path in fields:
+        try:
+            check(path, root, must_read=enabled)
+        except SecretPathError as exc:
+            raise InvalidField(field, str(exc)) from None
 
 
 def validate_config(
@@ -42,7 +65,8 @@ def validate_config(
     field, target = ("ssh_config", ssh.host) if ssh else ("base_url", urlsplit(base_url).hostname)
     ip = _literal_ip(target or "")
     if ip is not None and not address_allowed(ip, networks):
-        raise InvalidField(field, f"{ip} is outside DOCKFLEET_ALLOWED_NETWORKS")
+        where = "ssh_config.host" if ssh else ip  # the SSH address is never echoed back
+        raise InvalidField(field, f"{where} is outside DOCKFLEET_ALLOWED_NETWORKS")
 
 
 def merge_capabilities(stored: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:

@@ -68,7 +68,7 @@ async def launch_run(
     `starting` when a host had a free slot (and GPUs), else `pending` until one frees.
     503 when no host could ever take it; 409 when `target_host_id` cannot (never a fallback).
     """
-    run = await service.launch(session, state.settings, body)
+    run = await service.launch(session, state.settings, body, state.policy)
     await session.commit()
     scheduler = state.services.get("scheduler")
     if scheduler is not None:

@@ -19,6 +19,7 @@ from app.hosts.models import WorkerHost
 from app.runs import store
 from app.runs.models import FINAL, LaunchRequest, Run, RunStatus, RunTask
 from app.tasks.models import TaskDefinition
+from app.tasks.policy import TaskPolicy, env_problems, refuse
 
 
 class SchedulerPort(Protocol):
@@ -86,7 +87,18 @@ async def check_hosts(
         raise NoAvailableHosts("No available hosts found", hosts=rejections, gpu_need=gpu_need)
 
 
-async def launch(session: AsyncSession, settings: Settings, body: LaunchRequest) -> Run:
+def check_policy(policy: TaskPolicy, directive: Directive, tasks: list[TaskDefinition]) -> None:
+    """The task policy again at launch: one tightened since a task was defined applies."""
+    problems = env_problems(directive.env, "directive.env")
+    for task in tasks:
+        for loc, why in policy.task_problems(task.snapshot()):
+            problems.append((["tasks"], f"task {task.name}: {'.'.join(map(str, loc))}: {why}"))
+    refuse(problems)
+
+
+async def launch(
+    session: AsyncSession, settings: Settings, body: LaunchRequest, policy: TaskPolicy
+) -> Run:
     """Validate everything, then create the run and its tasks as pending (caller commits)."""
     directive = await session.get(Directive, body.directive_id)
     if directive is None:
@@ -97,6 +109,7 @@ async def launch(session: AsyncSession, settings: Settings, body: LaunchRequest)
         if target is None:
             raise not_found("worker host", body.target_host_id)
     tasks = await resolve_tasks(session, body.tasks, directive)
+    check_policy(policy, directive, tasks)
     gpu_need = max(t.gpus_needed() for t in tasks)
     await check_hosts(session, settings, gpu_need, target)
     run = Run(

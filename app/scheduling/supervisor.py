@@ -19,13 +19,14 @@ from app import clock
 from app.deps import AppState
 from app.engine.containers import sleep_backoff
 from app.engine.endpoint import Endpoint
-from app.errors import EngineError, HostUnreachable
+from app.errors import ContainerStartFailed, EngineError, HostUnreachable
 from app.hosts.eligibility import is_lost
 from app.hosts.models import WorkerHost
 from app.runs.models import FINAL, Run, RunStatus, RunTask, TaskStatus
 from app.scheduling import spec
 from app.scheduling.ownership import LostOwnership
 from app.scheduling.records import Outcome, RunRecords, retries_left
+from app.tasks.policy import env_problems
 
 log = logging.getLogger("dockfleet.supervisor")
 WAIT_BUDGET = 10.0  # one Docker wait long-poll at most this long, then look again
@@ -167,6 +168,7 @@ class Supervisor:
                 return found.id
             if found is None and task.container_id:
                 return None
+            self._check_policy(run, task)
             await self._until_cancel(docker.ensure_image(task.task_snapshot["image"]))
             cid = (
                 found.id
@@ -190,6 +192,16 @@ class Supervisor:
             ep.name,
         )
         return cid
+
+    def _check_policy(self, run: Run, task: RunTask) -> None:
+        """The task policy once more, as the container is made (it may have changed)."""
+        problems = self.state.policy.task_problems(task.task_snapshot)
+        problems += env_problems((run.directive_snapshot or {}).get("env") or {})
+        if problems:
+            loc, why = problems[0]
+            raise ContainerStartFailed(
+                f"refused by the task policy: {'.'.join(map(str, loc))}: {why}"
+            )
 
     async def _await_exit(self, task: RunTask, ep: Endpoint, cid: str) -> Outcome:
         """Wait for exit, a timeout (counted from the container's start), a cancel, or the

@@ -6,19 +6,21 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 
-from app.deps import PageDep, SessionDep, page_links
+from app.deps import PageDep, SessionDep, StateDep, page_links
 from app.errors import InvalidField
 from app.named import parse_key
 from app.openapi import ERRORS, examples
 from app.tasks import store
 from app.tasks.models import (
     GPU_NEEDS_FLAG,
+    POLICY_ONLY,
     TaskCreate,
     TaskDefinition,
     TaskPage,
     TaskRead,
     TaskUpdate,
 )
+from app.tasks.policy import refuse
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 
@@ -44,13 +46,15 @@ _NOT_NULL = frozenset(
     responses=ERRORS(409, 422),
 )
 async def create_task(
-    body: Annotated[TaskCreate, examples("task")], session: SessionDep
+    body: Annotated[TaskCreate, examples("task")], session: SessionDep, state: StateDep
 ) -> TaskRead:
     """Define one container of a run: image, command, env, binds, network mode, limits, GPUs.
 
     `command` is an argv list, or a string split like a shell would. 409 on a duplicate name.
+    The task policy applies (see the README's security model): 422 naming the field and rule.
     """
-    values = body.model_dump(exclude_none=True)
+    values = body.model_dump(exclude_none=True, exclude=set(POLICY_ONLY))
+    refuse(state.policy.task_problems(values))
     task = TaskDefinition(**values)
     await store.create(session, task)
     await session.commit()
@@ -87,7 +91,10 @@ async def get_task(key: TaskKey, session: SessionDep) -> TaskRead:
     responses=ERRORS(404, 409, 422),
 )
 async def update_task(
-    key: TaskKey, body: Annotated[TaskUpdate, examples("task_patch")], session: SessionDep
+    key: TaskKey,
+    body: Annotated[TaskUpdate, examples("task_patch")],
+    session: SessionDep,
+    state: StateDep,
 ) -> TaskRead:
     """Change only the fields given; the result is checked as a whole (GPUs).
 
@@ -99,6 +106,9 @@ async def update_task(
     for name in _NOT_NULL:
         if name in changes and changes[name] is None:
             del changes[name]
+    for name in POLICY_ONLY:
+        changes.pop(name, None)
+    refuse(state.policy.task_problems({**task.model_dump(), **changes}))
     requires_gpu = changes.get("requires_gpu", task.requires_gpu)
     if changes.get("gpu_count", task.gpu_count) > 0 and not requires_gpu:
         field = "gpu_count" if "gpu_count" in changes else "requires_gpu"

@@ -27,6 +27,13 @@ _IMAGE = re.compile(
     r"(?:/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
 )
 NETWORK_MODES = ("bridge", "host", "none")
+# Fields a task may name only to be refused (not part of a task definition).
+POLICY_ONLY = frozenset({"privileged", "cap_add", "devices"})
+FORBIDDEN = {
+    "privileged": "privileged containers are never allowed",
+    "cap_add": "added capabilities are never allowed",
+    "devices": "device mounts are never allowed (GPUs are given by dockfleet itself)",
+}
 MAX_TIMEOUT = 30 * 24 * 3600  # a month
 MAX_MEMORY_MB = 16 * 1024 * 1024  # 16 TiB
 GPU_NEEDS_FLAG = "gpu_count > 0 needs requires_gpu: true"
@@ -101,7 +108,21 @@ class _TaskFields(_Strict):
             parts = bind.split(":")
             if len(parts) not in (2, 3) or not parts[1].startswith("/"):
                 raise ValueError(f"bind {bind!r} must be source:/container/path[:ro|rw]")
+            if len(parts) == 3 and parts[2] not in ("ro", "rw"):
+                raise ValueError(f"bind {bind!r}: the mode must be ro or rw")
         return value
+
+    # Asked for by name only to be refused by name (the task policy never allows them).
+    privileged: bool | None = Field(None, description="Never allowed (task policy).")
+    cap_add: list[str] | None = Field(None, description="Never allowed (task policy).")
+    devices: list[str] | None = Field(None, description="Never allowed (task policy).")
+
+    @field_validator("privileged", "cap_add", "devices")
+    @classmethod
+    def _never(cls, value: object, info: ValidationInfo) -> object:
+        if value:
+            raise ValueError(f"{FORBIDDEN[info.field_name or '']} (task policy)")
+        return None
 
 
 class TaskCreate(_TaskFields):

@@ -6,11 +6,13 @@ Keys, authorized_keys, known_hosts and a second unauthorized `wrong_key` live in
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import time
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
 from .netns import NetNS
@@ -143,6 +145,29 @@ class Sshd:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    @contextmanager
+    def other_host_key(self) -> Iterator[str]:
+        """sshd restarted with a brand-new host key for the block (yields its SHA256
+        fingerprint); the original key (the one in known_hosts) is back afterwards."""
+        key = f"{self.dir}/ssh_host_ed25519_key"
+        shutil.copy(key, f"{key}.orig")
+        shutil.copy(f"{key}.pub", f"{key}.pub.orig")
+        try:
+            os.unlink(key)
+            os.unlink(f"{key}.pub")
+            run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "dfl-rotated", "-f", key)
+            fingerprint = run("ssh-keygen", "-lf", f"{key}.pub").split()[1]
+            self.restart()
+            yield fingerprint
+        finally:
+            os.replace(f"{key}.orig", key)
+            os.replace(f"{key}.pub.orig", f"{key}.pub")
+            self.restart()
+
+    def host_key_fingerprint(self) -> str:
+        """SHA256 fingerprint of the host key sshd serves now."""
+        return run("ssh-keygen", "-lf", f"{self.dir}/ssh_host_ed25519_key.pub").split()[1]
 
     def _banner(self) -> bool:
         try:

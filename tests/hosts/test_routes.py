@@ -14,6 +14,7 @@ from app.clock import FakeClock
 from app.openapi import EXAMPLES
 from tests.builders import (
     MISSING_SOCKET,
+    SECRETS,
     app_client,
     host_payload,
     set_host_row,
@@ -63,7 +64,8 @@ async def test_register_a_socket_host(client: httpx.AsyncClient) -> None:
 
 async def test_runbook_bodies_register_as_written(db_url: str) -> None:
     # The runbook's VM lives on 192.168/16, so allow private ranges as the default settings do.
-    settings = make_settings(db_url, allowed_networks="loopback,private")
+    # Its key lives in /secrets: the secrets directory of a server set up the runbook's way.
+    settings = make_settings(db_url, allowed_networks="loopback,private", secrets_dir="/secrets")
     unraid = EXAMPLES["host_socket"]["value"]
     # Registered disabled: nothing in the tests may ever send traffic to the example address.
     vm = {**EXAMPLES["host_tcp_ssh"]["value"], "enabled": False}
@@ -173,9 +175,9 @@ async def test_ssh_config_is_never_returned(client: httpx.AsyncClient) -> None:
 
 async def test_tls_config_is_never_returned(client: httpx.AsyncClient) -> None:
     tls = {
-        "ca_cert": "/secrets/nas/ca.pem",
-        "client_cert": "/secrets/nas/cert.pem",
-        "client_key": "/secrets/nas/key.pem",
+        "ca_cert": f"{SECRETS}/nas/ca.pem",
+        "client_cert": f"{SECRETS}/nas/cert.pem",
+        "client_key": f"{SECRETS}/nas/key.pem",
     }
     body = host_payload(type="docker_tcp", base_url="tcp://10.0.0.7:2376", tls_config=tls)
 
@@ -185,7 +187,7 @@ async def test_tls_config_is_never_returned(client: httpx.AsyncClient) -> None:
     assert created.status_code == 201, created.text
     assert created.json()["has_tls_config"] is True
     for response in (created, listed):
-        assert "/secrets/nas" not in response.text
+        assert f"{SECRETS}/nas" not in response.text
 
 
 # --- heartbeat and live check ---------------------------------------------------------------

@@ -169,7 +169,9 @@ def test_register_example_defaults_to_a_disabled_runbook_vm(
     tmp_path: Path, migrated_template: Path
 ) -> None:
     # Health checks are off on this server and the VM is disabled: nothing contacts its address.
-    with live_server(tmp_path, template=migrated_template) as quiet:
+    # Its key lives in /secrets, as in the runbook: the server's secrets directory.
+    env = {"DOCKFLEET_SECRETS_DIR": "/secrets"}
+    with live_server(tmp_path, env, template=migrated_template) as quiet:
         env = user_env(quiet.url, UNRAID_SOCKET="unix:///nonexistent/docker.sock")
         done = example("01_register_hosts.py", env)
         assert done.returncode == 0

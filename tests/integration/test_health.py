@@ -343,11 +343,14 @@ async def test_ssh_wrong_key_is_unhealthy_and_paths_are_scrubbed(
 async def test_ssh_missing_key_file_names_no_path(
     fleet: Fleet, client: httpx.AsyncClient, tmp_path: Path
 ) -> None:
-    """A key that cannot be read: the OS error would name the path; the app must scrub it."""
+    """A key that cannot be read: refused when an enabled host is registered; a disabled one
+    (the file may come later) checked anyway is unhealthy, and no message names the path."""
     missing = str(tmp_path / "no-such-dir" / "secret_client_key")
     payload = fleet.ssh.host_payload(uniq("hs-ssh-nokey"))
     payload["ssh_config"]["key_path"] = missing
-    created = await register(client, payload)
+    refused = await client.post("/api/worker-hosts/", json=payload)
+    assert refused.status_code == 422 and missing not in refused.text, refused.text
+    created = await register(client, {**payload, "enabled": False})
 
     _, host = await assert_unhealthy(client, created["id"])
     assert_no_secret(await all_bodies(client, created["id"]), [missing, "secret_client_key"])

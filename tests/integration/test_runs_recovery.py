@@ -55,6 +55,7 @@ class Server:
             "DOCKFLEET_HEALTH_INTERVAL_SECONDS": "0",
             "DOCKFLEET_RECONCILE_INTERVAL_SECONDS": "0",
             "DOCKFLEET_ALLOWED_NETWORKS": "loopback,10.0.0.0/8",
+            "DOCKFLEET_SECRETS_DIR": "/tmp",
             "DOCKFLEET_STOP_TIMEOUT_SECONDS": "2",
             "DOCKFLEET_DOCKER_TIMEOUT_SECONDS": "5",
             **env,

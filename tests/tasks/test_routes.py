@@ -36,7 +36,7 @@ async def test_create_returns_the_task(client: httpx.AsyncClient) -> None:
         client,
         name="disk_report",
         env={"LANG": "C"},
-        binds=["/srv:/host/srv:ro"],
+        binds=["/var/log/app:/host/log:ro"],
         network_mode="none",
         cpu_limit=0.5,
         memory_limit_mb=64,
@@ -47,7 +47,7 @@ async def test_create_returns_the_task(client: httpx.AsyncClient) -> None:
     assert task["image"] == "busybox:1.36"
     assert task["command"] == ["df", "-h", "/"]
     assert task["env"] == {"LANG": "C"}
-    assert task["binds"] == ["/srv:/host/srv:ro"]
+    assert task["binds"] == ["/var/log/app:/host/log:ro"]
     assert task["network_mode"] == "none"
     assert task["cpu_limit"] == 0.5
     assert task["memory_limit_mb"] == 64
