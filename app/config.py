@@ -85,6 +85,19 @@ class Settings(BaseSettings):
     scheduler_interval_seconds: float = Field(
         1.0, gt=0, description="The scheduler looks for pending runs at least this often."
     )
+    view_refresh_seconds: float = Field(
+        2.0,
+        gt=0,
+        description="The scheduler re-reads every host and pending run this often (changes made "
+        "by this process reach it at once; those of other replicas within this).",
+    )
+    launch_wait_seconds: float = Field(
+        0.05,
+        ge=0,
+        le=5,
+        description="A launch answers with its placement if the next pass places it within this; "
+        "else it answers `pending` (the run is placed as soon as a slot frees).",
+    )
     reconcile_interval_seconds: float = Field(
         120, ge=0, description="Seconds between reconciler passes; 0 runs it only at start-up."
     )

@@ -35,7 +35,7 @@ class AppState:
     services: dict[str, Any] = field(default_factory=dict)
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
     """The AppState of the app serving this request."""
     state: AppState = request.app.state.dockfleet
     return state
@@ -44,7 +44,7 @@ def get_state(request: Request) -> AppState:
 StateDep = Annotated[AppState, Depends(get_state)]
 
 
-def get_settings(state: StateDep) -> Settings:
+async def get_settings(state: StateDep) -> Settings:
     """The app's settings."""
     return state.settings
 
@@ -64,7 +64,7 @@ SessionDep = Annotated[AsyncSession, Depends(get_session)]
 _bearer = HTTPBearer(auto_error=False, description="DOCKFLEET_API_TOKEN, when the server sets one")
 
 
-def require_token(
+async def require_token(
     state: StateDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
@@ -87,7 +87,7 @@ class PageParams:
     offset: int
 
 
-def page_params(
+async def page_params(
     limit: Annotated[int, Query(ge=1, le=1000, description="Items per page.")] = 100,
     offset: Annotated[int, Query(ge=0, le=DB_INT_MAX, description="Items to skip.")] = 0,
 ) -> PageParams:

@@ -27,7 +27,7 @@ async def start_services(state: AppState) -> None:
     state.services["reconciler"] = reconciler
     if state.monitor is not None:
         state.monitor.sweeper = reconciler.sweep  # a host that failed a check is swept first
-        state.monitor.on_change.append(lambda _host_id: scheduler.wake())
+        state.monitor.on_change.append(scheduler.host_changed)
         state.monitor.on_failure.append(scheduler.host_trouble)
     reconciler.start()
     scheduler.start()

@@ -27,6 +27,7 @@ from app.hosts.secrets import SecretPathError
 from app.hosts.secrets import check as check_secret
 
 log = logging.getLogger("dockfleet.engine")
+IMAGE_MEMORY_SECONDS = 300.0  # an image seen on a host is not looked up again for this long
 
 
 class _Pinned(aiohttp.abc.AbstractResolver):
@@ -101,6 +102,7 @@ class DockerPool:
         self.timeout = deadlines.call
         self.networks = networks
         self.secrets_root = secrets_root
+        self._images: dict[tuple[int, str], float] = {}
         # Called with (host id, SHA256 fingerprint) when an SSH host key is seen the first
         # time (trust on first use): the caller pins it.
         self.on_host_key: Callable[[int, str], Awaitable[None]] | None = None
@@ -252,6 +254,19 @@ class DockerPool:
             ) from exc
         latency = round((time.perf_counter() - started) * 1000, 2)
         return CheckResult(latency_ms=latency, facts=facts, reconnected=reconnected)
+
+    def has_image(self, host_id: int, image: str) -> bool:
+        """Whether the image was seen on the host lately (then no inspect is needed)."""
+        seen = self._images.get((host_id, image))
+        return seen is not None and time.monotonic() - seen < IMAGE_MEMORY_SECONDS
+
+    def saw_image(self, host_id: int, image: str) -> None:
+        """The image is on the host now."""
+        self._images[(host_id, image)] = time.monotonic()
+
+    def forget_image(self, host_id: int, image: str) -> None:
+        """The image turned out to be gone."""
+        self._images.pop((host_id, image), None)
 
     async def offered_host_key(self, ep: Endpoint) -> str:
         """The SSH host key fingerprint the host's SSH server offers now (to accept it)."""

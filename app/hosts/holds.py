@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import Column, ForeignKey, Integer, Text, delete, func, update
+from sqlalchemy import Column, ForeignKey, Integer, Text, delete, func, insert, update
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -84,6 +84,24 @@ async def take(session: AsyncSession, run_id: int, host_id: int, gpu_ids: Iterab
         session.add(GpuHold(host_id=host_id, device_id=device, hold_id=hold.id))
     await session.flush()
     return hold.id
+
+
+async def take_many(
+    session: AsyncSession, placements: Iterable[tuple[int, int, Iterable[str]]]
+) -> None:
+    """Holds for several (run, host, GPU ids) at once: one INSERT for those without GPUs."""
+    plain: list[tuple[int, int, list[str]]] = []
+    gpu: list[tuple[int, int, list[str]]] = []
+    for run_id, host_id, gpu_ids in placements:
+        (gpu if gpu_ids else plain).append((run_id, host_id, list(gpu_ids)))
+    if plain:
+        now = clock.now()
+        rows = [
+            {"run_id": r, "host_id": h, "lingering": False, "created_at": now} for r, h, _ in plain
+        ]
+        await session.exec(insert(SlotHold).values(rows))
+    for run_id, host_id, gpu_ids in gpu:
+        await take(session, run_id, host_id, gpu_ids)
 
 
 async def _delete(session: AsyncSession, hold_ids: list[int]) -> None:

@@ -44,10 +44,11 @@ def _ssh_server(config: dict[str, Any] | None) -> tuple[Any, Any] | None:
     return (config.get("host"), config.get("port", 22)) if config else None
 
 
-def _wake(state: StateDep) -> None:
+def _changed(state: StateDep, host_id: int) -> None:
+    """Tell the scheduler the host changed (it reads the host again before its next pass)."""
     scheduler = state.services.get("scheduler")
     if scheduler is not None:
-        scheduler.wake()
+        scheduler.host_changed(host_id)
 
 
 @router.post(
@@ -84,6 +85,7 @@ async def create_host(
     assert host.id is not None
     if host.enabled and state.monitor is not None:
         state.monitor.check_soon(host.id)
+    _changed(state, host.id)
     return await _read(session, state, host)
 
 
@@ -154,7 +156,7 @@ async def update_host(
         await state.pool.forget(host_id)
     if state.monitor is not None and host.enabled and (connection_changed or not was_enabled):
         state.monitor.check_soon(host_id)
-    _wake(state)
+    _changed(state, host_id)
     await session.refresh(host)
     return await _read(session, state, host)
 
@@ -184,6 +186,7 @@ async def delete_host(
     await store.delete_checked(session, host, force=force)
     await session.commit()
     await state.pool.forget(host_id)
+    _changed(state, host_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -239,7 +242,7 @@ async def _set_draining(
     await store.update(session, host, {"draining": draining})
     await store.bump_seq(session, host_id)  # a plan made before the drain must not apply
     await session.commit()
-    _wake(state)
+    _changed(state, host_id)
     await session.refresh(host)
     return await _read(session, state, host)
 
@@ -289,6 +292,7 @@ async def accept_host_key(
     await store.update(session, host, {"ssh_host_key_fingerprint": offered})
     await session.commit()
     await state.pool.forget(host_id)
+    _changed(state, host_id)
     if state.monitor is not None and host.enabled:
         await state.monitor.check(host_id)
         await session.refresh(host)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import StreamingResponse
 
+from app import clock
 from app.deps import PageDep, RunId, SessionDep, StateDep, page_links
 from app.errors import InvalidField
 from app.limits import DB_INT_MAX
@@ -68,17 +70,30 @@ async def launch_run(
     `starting` when a host had a free slot (and GPUs), else `pending` until one frees.
     503 when no host could ever take it; 409 when `target_host_id` cannot (never a fallback).
     """
-    run = await service.launch(session, state.settings, body, state.policy)
+    scheduler: service.SchedulerPort | None = state.services.get("scheduler")
+    known = scheduler.known() if scheduler is not None else None
+    run, tasks = await service.launch(
+        session, state.settings, body, state.policy, known[0] if known else None
+    )
     await session.commit()
-    scheduler = state.services.get("scheduler")
+    placement = None
     if scheduler is not None:
-        try:
-            await scheduler.place()
-        except Exception:  # the run is saved as pending; the scheduler loop will place it
-            log.exception("placing run %s right after launch failed", run.id)
-        await session.refresh(run)
-    waiting = await service.explain_pending(session, state.settings, [run])
-    return await store.read(session, run, waiting.get(run.id or 0))
+        assert run.id is not None
+        future = scheduler.submit(run.id, run.gpu_need, run.target_host_id)
+        try:  # the pass that includes this run, if it comes soon; else the run is pending
+            placement = await asyncio.wait_for(
+                asyncio.shield(future), state.settings.launch_wait_seconds
+            )
+        except TimeoutError:
+            placement = None
+    if placement is not None:
+        run.status = RunStatus.starting.value
+        run.worker_host_id, run.worker_host_name = placement.host_id, placement.host_name
+        run.gpu_device_ids, run.placements = list(placement.gpu_ids), 1
+        run.placed_at = clock.now()
+        return store.to_read(run, tasks)
+    waiting = await service.explain_pending(session, state.settings, [run], known)
+    return store.to_read(run, tasks, waiting.get(run.id or 0))
 
 
 @router.get("/", response_model=RunPage, summary="List runs, newest first", responses=ERRORS(422))

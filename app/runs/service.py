@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Protocol
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any, Protocol
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -27,6 +29,11 @@ class SchedulerPort(Protocol):
 
     def wake(self) -> None: ...
     def request_cancel(self, run_id: int) -> asyncio.Event | None: ...
+    def forget(self, run_id: int) -> None: ...
+    def submit(
+        self, run_id: int, gpu_need: int, target_host_id: int | None
+    ) -> asyncio.Future[Any]: ...
+    def known(self) -> tuple[list[Any], dict[int, HostLoad]] | None: ...
 
 
 async def resolve_tasks(
@@ -62,11 +69,32 @@ async def resolve_tasks(
     return [by_name[n] for n in names]
 
 
+def _anyone_eligible(
+    hosts: Iterable[Any], gpu_need: int, target_id: int | None, now: datetime, stale: float
+) -> bool:
+    return any(
+        not ineligible_reasons(h, now, stale, gpu_need)
+        for h in hosts
+        if target_id is None or h.id == target_id
+    )
+
+
 async def check_hosts(
-    session: AsyncSession, settings: Settings, gpu_need: int, target: WorkerHost | None
+    session: AsyncSession,
+    settings: Settings,
+    gpu_need: int,
+    target: WorkerHost | None,
+    known: Iterable[Any] | None = None,
 ) -> None:
-    """503 when no host could ever take the run; 409 when the target cannot (never a fallback)."""
+    """503 when no host could ever take the run; 409 when the target cannot (never a fallback).
+
+    `known`: the scheduler's view of the hosts; when some host there can take the run the
+    database is not read at all (a refusal is always confirmed from the database).
+    """
     now, stale_after = clock.now(), settings.stale_after_seconds
+    target_id = target.id if target is not None else None
+    if known is not None and _anyone_eligible(known, gpu_need, target_id, now, stale_after):
+        return
     if target is not None:
         reasons = ineligible_reasons(target, now, stale_after, gpu_need)
         if reasons:
@@ -97,8 +125,12 @@ def check_policy(policy: TaskPolicy, directive: Directive, tasks: list[TaskDefin
 
 
 async def launch(
-    session: AsyncSession, settings: Settings, body: LaunchRequest, policy: TaskPolicy
-) -> Run:
+    session: AsyncSession,
+    settings: Settings,
+    body: LaunchRequest,
+    policy: TaskPolicy,
+    known: Iterable[Any] | None = None,
+) -> tuple[Run, list[RunTask]]:
     """Validate everything, then create the run and its tasks as pending (caller commits)."""
     directive = await session.get(Directive, body.directive_id)
     if directive is None:
@@ -111,7 +143,7 @@ async def launch(
     tasks = await resolve_tasks(session, body.tasks, directive)
     check_policy(policy, directive, tasks)
     gpu_need = max(t.gpus_needed() for t in tasks)
-    await check_hosts(session, settings, gpu_need, target)
+    await check_hosts(session, settings, gpu_need, target, known)
     run = Run(
         directive_id=directive.id,
         directive_snapshot=directive.snapshot(),
@@ -121,14 +153,13 @@ async def launch(
     session.add(run)
     await session.flush()
     assert run.id is not None
-    for position, task in enumerate(tasks):
-        session.add(
-            RunTask(
-                run_id=run.id, position=position, task_name=task.name, task_snapshot=task.snapshot()
-            )
-        )
+    rows = [
+        RunTask(run_id=run.id, position=i, task_name=t.name, task_snapshot=t.snapshot())
+        for i, t in enumerate(tasks)
+    ]
+    session.add_all(rows)
     await session.flush()
-    return run
+    return run, rows
 
 
 async def cancel(
@@ -144,6 +175,8 @@ async def cancel(
         if run.status == RunStatus.pending:
             done = await store.cancel_pending(session, [run_id])
             await session.commit()
+            if done and scheduler is not None:
+                scheduler.forget(run_id)
             await session.refresh(run)
             if done:
                 return run
@@ -184,7 +217,7 @@ async def _wait_final(session: AsyncSession, run: Run, limit: float) -> Run:
         await asyncio.sleep(0.2)
 
 
-def _slot_text(host: WorkerHost, load: HostLoad | None, gpu_need: int) -> str:
+def _slot_text(host: Any, load: HostLoad | None, gpu_need: int) -> str:
     caps = host.caps()
     held = load.held if load else 0
     text = f"{host.name} {held}/{caps.max_concurrency}"
@@ -193,15 +226,26 @@ def _slot_text(host: WorkerHost, load: HostLoad | None, gpu_need: int) -> str:
     return text
 
 
+SHOWN = 5  # hosts named in a `waiting_for`
+
+
 async def explain_pending(
-    session: AsyncSession, settings: Settings, runs: list[Run]
+    session: AsyncSession,
+    settings: Settings,
+    runs: list[Run],
+    view: tuple[list[Any], dict[int, HostLoad]] | None = None,
 ) -> dict[int, str]:
-    """For each pending run, what it waits for: a free slot on its eligible hosts, or a host."""
+    """For each pending run, what it waits for: a free slot on its eligible hosts, or a host.
+
+    `view`: the scheduler's hosts and loads (else they are read from the database)."""
     pending = [r for r in runs if r.status == RunStatus.pending and r.id is not None]
     if not pending:
         return {}
-    hosts = list((await session.exec(select(WorkerHost).order_by(col(WorkerHost.id)))).all())
-    loads = await hosts_store.loads(session)
+    if view is not None:
+        hosts, loads = sorted(view[0], key=lambda h: h.id), view[1]
+    else:
+        hosts = list((await session.exec(select(WorkerHost).order_by(col(WorkerHost.id)))).all())
+        loads = await hosts_store.loads(session)
     now, stale_after = clock.now(), settings.stale_after_seconds
     out: dict[int, str] = {}
     for run in pending:
@@ -209,8 +253,10 @@ async def explain_pending(
         mine = [h for h in hosts if run.target_host_id in (None, h.id)]
         able = [h for h in mine if not ineligible_reasons(h, now, stale_after, run.gpu_need)]
         if able:
-            slots = "; ".join(_slot_text(h, loads.get(h.id or 0), run.gpu_need) for h in able)
-            out[run.id] = f"a free slot on {slots}"
+            shown = able[:SHOWN]
+            slots = "; ".join(_slot_text(h, loads.get(h.id or 0), run.gpu_need) for h in shown)
+            more = f"; and {len(able) - SHOWN} more hosts" if len(able) > SHOWN else ""
+            out[run.id] = f"a free slot on {slots}{more}"
         elif run.target_host_id is not None and mine:
             why = ", ".join(ineligible_reasons(mine[0], now, stale_after, run.gpu_need))
             out[run.id] = f"its target host {mine[0].name} to become eligible ({why})"

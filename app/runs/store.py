@@ -81,6 +81,11 @@ async def runs_in(session: AsyncSession, statuses: set[RunStatus]) -> list[Run]:
     return list((await session.exec(query)).all())
 
 
+def legal_from(to: RunStatus) -> list[str]:
+    """The states a run may move to `to` from (the table of legal moves, read backwards)."""
+    return [s.value for s, moves in RUN_MOVES.items() if to in moves]
+
+
 async def transition(session: AsyncSession, run: Run, to: RunStatus, **values: Any) -> bool:
     """Move a run to `to` if the table allows it and nobody moved it first (guarded UPDATE).
 
@@ -122,6 +127,46 @@ async def read(session: AsyncSession, run: Run, waiting_for: str | None = None) 
     """Load a run's tasks and build its API view."""
     assert run.id is not None
     return to_read(run, (await tasks_of(session, [run.id]))[run.id], waiting_for)
+
+
+async def place_group(
+    session: AsyncSession,
+    group: Sequence[Any],
+    supervisor: str,
+    now: datetime,
+    lease: float,
+) -> set[int]:
+    """pending → starting for placements on one host (one UPDATE for those without GPUs, one
+    per GPU run); returns the run ids that moved (a run placed or cancelled meanwhile stays)."""
+    plain = [p.run_id for p in group if not p.gpu_ids]
+    moved: set[int] = set()
+    if plain:
+        first = group[0]
+        stmt = (
+            update(Run)
+            .where(
+                col(Run.id).in_(plain),
+                col(Run.status) == RunStatus.pending.value,
+                ~col(Run.cancel_requested),
+            )
+            .values(
+                status=RunStatus.starting.value,
+                worker_host_id=first.host_id,
+                worker_host_name=first.host_name,
+                gpu_device_ids=[],
+                placed_at=now,
+                placements=col(Run.placements) + 1,
+                supervisor=supervisor,
+                lease_expires_at=now + timedelta(seconds=lease),
+                updated_at=now,
+            )
+            .returning(col(Run.id))
+        )
+        moved.update(int(i) for (i,) in (await session.exec(stmt)).all())
+    for p in group:
+        if p.gpu_ids and await place_pending(session, p, supervisor, now, lease):
+            moved.add(p.run_id)
+    return moved
 
 
 async def place_pending(

@@ -97,7 +97,7 @@ class Reconciler:
             async with self.state.db.session_scope() as session:
                 await holds.release(session, stale)
             log.info("released %s lingering slot holds on %s", len(stale), ep.name)
-            self.scheduler.wake()
+            self.scheduler.host_changed(ep.host_id)
         return None
 
     async def tick(self) -> None:

@@ -14,13 +14,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import exists, func, literal, select, update
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app import clock
-from app.db import Database
+from app.db import Database, UTCDateTime
+from app.errors import IllegalTransition
 from app.hosts import holds
 from app.runs import store
 from app.runs.models import FINAL, Run, RunStatus, RunTask, TaskStatus
@@ -70,60 +72,111 @@ class RunRecords:
             await ownership.fence(session, self.run_id, self.me, self.lease)
             yield session
 
+    def _ours(self) -> Any:
+        """The fence of a task write: the run is still driven by this process."""
+        return exists(
+            select(col(Run.id)).where(col(Run.id) == self.run_id, col(Run.supervisor) == self.me)
+        )
+
+    async def _task(self, session: AsyncSession, task: RunTask, **values: Any) -> Any:
+        stmt = update(RunTask).where(col(RunTask.id) == task.id, self._ours()).values(**values)
+        result = await session.exec(stmt.returning(col(RunTask.attempt)))
+        row = result.first()
+        if row is None:
+            raise ownership.LostOwnership(f"run {self.run_id} is no longer driven by this process")
+        return row
+
     async def begin_attempt(self, task: RunTask) -> None:
         """Record a new attempt before its container exists; updates `task` in place."""
-        async with self._owned() as session:
-            row = await session.get(RunTask, task.id)
-            assert row is not None
-            row.status, row.attempt = TaskStatus.running.value, row.attempt + 1
-            row.started_at, row.finished_at = None, None
-            row.container_id, row.exit_code, row.error = None, None, None
-            session.add(row)
-        for key in ("status", "attempt", "started_at", "finished_at", "container_id", "exit_code"):
-            setattr(task, key, getattr(row, key))
+        async with self.db.session_scope() as session:
+            (attempt,) = await self._task(
+                session,
+                task,
+                status=TaskStatus.running.value,
+                attempt=col(RunTask.attempt) + 1,
+                started_at=None,
+                finished_at=None,
+                container_id=None,
+                exit_code=None,
+                error=None,
+            )
+        task.status, task.attempt = TaskStatus.running.value, int(attempt)
+        task.started_at = task.finished_at = task.container_id = task.exit_code = None
 
     async def set_container(self, task: RunTask, cid: str) -> None:
         """Remember the attempt's container id."""
-        async with self._owned() as session:
-            await session.exec(
-                update(RunTask).where(col(RunTask.id) == task.id).values(container_id=cid)
-            )
+        async with self.db.session_scope() as session:
+            await self._task(session, task, container_id=cid)
         task.container_id = cid
 
-    async def started(self, task: RunTask, when: datetime) -> None:
-        """The attempt's container started at `when`: its timeout counts from here; the run is
-        `running` and started when its first container did."""
-        async with self._owned() as session:
+    async def started(self, task: RunTask, when: datetime, cid: str | None = None) -> None:
+        """The attempt's container (`cid`) started at `when`: its timeout counts from here;
+        the run is `running`, started when its first container did."""
+        values: dict[str, Any] = {"started_at": when}
+        if cid is not None:
+            values["container_id"] = cid
+        async with self.db.session_scope() as session:
+            await self._task(session, task, **values)
             await session.exec(
-                update(RunTask).where(col(RunTask.id) == task.id).values(started_at=when)
+                update(Run)
+                .where(
+                    col(Run.id) == self.run_id,
+                    col(Run.supervisor) == self.me,
+                    col(Run.status) == RunStatus.starting.value,
+                )
+                .values(
+                    status=RunStatus.running.value,
+                    started_at=func.coalesce(col(Run.started_at), literal(when, UTCDateTime())),
+                    updated_at=clock.now(),
+                )
             )
-            run = await store.get_or_raise(session, self.run_id)
-            if run.status == RunStatus.starting:
-                await store.transition(session, run, RunStatus.running, started_at=when)
         task.started_at = when
+        if cid is not None:
+            task.container_id = cid
 
     async def save_attempt(self, task: RunTask, out: Outcome, retry: bool) -> None:
         """Store an attempt's end (exit code, error, log tail); `retry` puts the task back."""
-        async with self._owned() as session:
-            row = await session.get(RunTask, task.id)
-            assert row is not None
-            row.status = TaskStatus.pending.value if retry else out.status.value
-            row.exit_code, row.error, row.finished_at = out.exit_code, out.error, clock.now()
-            row.logs, row.logs_truncated = out.logs, out.truncated
-            session.add(row)
-        task.status = TaskStatus.pending.value if retry else out.status.value
+        status = TaskStatus.pending.value if retry else out.status.value
+        async with self.db.session_scope() as session:
+            await self._task(
+                session,
+                task,
+                status=status,
+                exit_code=out.exit_code,
+                error=out.error,
+                finished_at=clock.now(),
+                logs=out.logs,
+                logs_truncated=out.truncated,
+            )
+        task.status = status
 
     async def finish(
         self, status: RunStatus, error: str | None, container_gone: bool, skip: TaskStatus
     ) -> None:
         """Move the run to a final state (tasks not yet run become `skip`). Its slot and GPUs
         are freed only if its container is known gone; else the hold lingers."""
-        async with self._owned() as session:
-            run = await store.get_or_raise(session, self.run_id)
-            if RunStatus(run.status) in FINAL:
-                return
+        now = clock.now()
+        async with self.db.session_scope() as session:
+            moved = (
+                await session.exec(
+                    update(Run)
+                    .where(
+                        col(Run.id) == self.run_id,
+                        col(Run.supervisor) == self.me,
+                        col(Run.status).in_(store.legal_from(status)),
+                    )
+                    .values(status=status.value, error=error, finished_at=now, updated_at=now)
+                    .returning(col(Run.id))
+                )
+            ).first()
+            if moved is None:
+                run = await store.get_or_raise(session, self.run_id)
+                if RunStatus(run.status) in FINAL:
+                    return
+                if run.supervisor != self.me:
+                    raise ownership.LostOwnership(f"run {self.run_id} is driven by another")
+                raise IllegalTransition(f"run {self.run_id} is {run.status}; not {status.value}")
             await _skip_rest(session, self.run_id, skip)
-            await store.transition(session, run, status, error=error, finished_at=clock.now())
             if container_gone:
                 await holds.release_run(session, self.run_id)
             else:

@@ -21,12 +21,13 @@ from app import clock
 from app.deps import AppState
 from app.hosts import holds
 from app.hosts import store as hosts_store
-from app.hosts.models import WorkerHost
+from app.hosts.eligibility import HostLoad
 from app.runs import store
-from app.runs.models import ACTIVE, Run, RunStatus
+from app.runs.models import ACTIVE, Run
 from app.scheduling import ownership
-from app.scheduling.placement import HostView, Need, Placement, plan
+from app.scheduling.placement import Need, Placement, plan
 from app.scheduling.supervisor import Supervisor
+from app.scheduling.view import FleetView
 
 log = logging.getLogger("dockfleet.scheduler")
 REPLANS = 5
@@ -44,80 +45,152 @@ class Scheduler:
         self.supervisors: dict[int, tuple[Supervisor, asyncio.Task[None]]] = {}
         self.me = ownership.new_owner_id()
         self.lease = state.settings.lease_seconds
+        self.view = FleetView()
+        self.refresh_every = state.settings.view_refresh_seconds
+        self._waiting: dict[int, list[asyncio.Future[Placement | None]]] = {}
 
     def wake(self) -> None:
         """Ask for a placement pass soon (a slot freed, a host came back, a run was added)."""
         self._wake.set()
 
+    def known(self) -> tuple[list[Any], dict[int, HostLoad]] | None:
+        """The hosts and loads as last read (None before the first read)."""
+        if not self.view.read_at:
+            return None
+        return list(self.view.hosts.values()), self.view.loads
+
+    def submit(
+        self, run_id: int, gpu_need: int, target_host_id: int | None
+    ) -> asyncio.Future[Placement | None]:
+        """A run just launched here: place it in the next pass; the future says where (None:
+        it stays pending). Nothing waits for the pass itself: launches never queue behind it."""
+        need = Need(run_id, gpu_need, target_host_id)
+        self.view.pending[need.run_id] = need
+        future: asyncio.Future[Placement | None] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(need.run_id, []).append(future)
+        self.wake()
+        return future
+
+    def host_changed(self, host_id: int) -> None:
+        """A host's row or holds changed (admin change, health flip, sweep, a finished run)."""
+        self.view.dirty.add(host_id)
+        self.wake()
+
+    def run_left(self, run_id: int, host_id: int | None, requeued: Need | None) -> None:
+        """A supervisor stopped driving a run: its host's holds changed; a re-queued run is
+        pending again."""
+        if host_id is not None:
+            self.view.dirty.add(host_id)
+        if requeued is not None:
+            self.view.pending[requeued.run_id] = requeued
+        self.wake()
+
+    def forget(self, run_id: int) -> None:
+        """A pending run was cancelled: it leaves the view."""
+        self.view.pending.pop(run_id, None)
+
+    async def _refresh(self, full: bool = False) -> None:
+        now = asyncio.get_running_loop().time()
+        if full or now - self.view.read_at >= self.refresh_every:
+            async with self.state.db.sessions() as session:
+                await self.view.read_all(session, now)
+        elif self.view.dirty:
+            async with self.state.db.sessions() as session:
+                await self.view.read_hosts(session, set(self.view.dirty))
+
     async def place(self) -> list[Placement]:
-        """One placement pass; re-plans when a guard shows another writer moved first."""
+        """One placement pass over everything pending; re-plans (after reading the hosts that
+        moved) when a guard shows another writer moved first."""
         async with self._lock:
+            considered = set(self._waiting)
             applied: list[Placement] = []
-            for _ in range(REPLANS):
-                decisions = await self._plan()
-                if not decisions:
-                    break
-                done, lost = await self._apply(decisions)
-                applied += done
-                for decision in done:
-                    self.supervise(decision.run_id)
-                if not lost:
-                    break
+            try:
+                for attempt in range(REPLANS):
+                    decisions = await self._plan(full=False)
+                    if not decisions:
+                        break
+                    done, lost = await self._apply(decisions)
+                    applied += done
+                    if not lost:
+                        break
+                    if attempt >= 1:  # lost twice: read everything again
+                        self.view.read_at = 0
+            finally:
+                self._answer(considered, applied)
             return applied
 
-    async def _plan(self) -> list[Placement]:
-        async with self.state.db.sessions() as session:
-            # Read the hosts (and their guard seq) before the loads: any placement committed
-            # after this read bumps a seq, so a stale snapshot can only lose its guard.
-            hosts = list((await session.exec(select(WorkerHost))).all())
-            loads = await hosts_store.loads(session)
-            pending = await store.runs_in(session, {RunStatus.pending})
-        settle = [r.id for r in pending if r.cancel_requested and r.id is not None]
+    def _answer(self, considered: set[int], applied: list[Placement]) -> None:
+        placed = {p.run_id: p for p in applied}
+        for run_id in considered:
+            for future in self._waiting.pop(run_id, []):
+                if not future.done():
+                    future.set_result(placed.get(run_id))
+
+    async def _plan(self, full: bool = True) -> list[Placement]:
+        """Plan from the view (read again first when it is old, or `full`)."""
+        await self._refresh(full=full)
+        needs = sorted(self.view.pending.values(), key=lambda n: n.run_id)
+        settle = [n.run_id for n in needs if n.cancel_requested]
         if settle:  # a pending run with a cancel asked for is cancelled, never placed
             async with self.state.db.session_scope() as session:
                 await store.cancel_pending(session, settle)
-            pending = [r for r in pending if not r.cancel_requested]
-        if not pending:
+            for run_id in settle:
+                self.view.pending.pop(run_id, None)
+            needs = [n for n in needs if not n.cancel_requested]
+        if not needs:
             return []
-        views = [HostView.of(h, loads.get(h.id or 0)) for h in hosts]
-        needs = [Need(r.id or 0, r.gpu_need, r.target_host_id) for r in pending]
-        return plan(needs, views, clock.now(), self.state.settings.stale_after_seconds)
+        stale_after = self.state.settings.stale_after_seconds
+        return plan(needs, self.view.host_views(), clock.now(), stale_after)
 
     async def _apply(self, decisions: list[Placement]) -> tuple[list[Placement], bool]:
         """Apply a plan in one transaction, one guard per host; returns (applied, lost).
 
         A host whose guard lost (another writer placed there, or an admin changed it) has its
-        placements dropped and the plan is made again; a run that is no longer pending (it was
-        cancelled meanwhile) is skipped and never blocks the others.
+        placements dropped and is read again; a run that is no longer pending (placed or
+        cancelled elsewhere) is skipped and never blocks the others.
         """
         by_host: dict[int, list[Placement]] = defaultdict(list)
         for p in decisions:
             by_host[p.host_id].append(p)
         applied: list[Placement] = []
-        lost = False
+        lost: set[int] = set()
+        gone: set[int] = set()
         try:
             async with self.state.db.session_scope() as session:
                 now = await ownership.db_now(session)
                 for host_id, group in by_host.items():
                     if not await hosts_store.take_seq(session, host_id, group[0].seq, len(group)):
-                        lost = True
+                        lost.add(host_id)
                         continue
-                    for p in group:
-                        if await store.place_pending(session, p, self.me, now, self.lease):
-                            await holds.take(session, p.run_id, p.host_id, p.gpu_ids)
-                            applied.append(p)
-        except IntegrityError:  # a GPU already held: the snapshot was stale, plan again
+                    placed = await store.place_group(session, group, self.me, now, self.lease)
+                    gone.update(p.run_id for p in group if p.run_id not in placed)
+                    ok = [p for p in group if p.run_id in placed]
+                    await holds.take_many(session, [(p.run_id, p.host_id, p.gpu_ids) for p in ok])
+                    applied += ok
+        except IntegrityError:  # a GPU already held: the snapshot was stale, read it again
             log.info("placement lost a GPU hold race; re-planning")
+            self.view.read_at = 0
             return [], True
+        for run_id in gone:
+            self.view.pending.pop(run_id, None)
         for p in applied:
-            log.info("run %s placed on %s gpus=%s", p.run_id, p.host_name, list(p.gpu_ids) or "-")
-        return applied, lost
+            self.view.pending.pop(p.run_id, None)
+            self.view.taken(p.host_id, p.gpu_ids)
+            self.supervise(p.run_id)
+            log.debug("run %s placed on %s gpus=%s", p.run_id, p.host_name, list(p.gpu_ids))
+        if applied:
+            log.info("placed %s runs on %s hosts", len(applied), len(by_host) - len(lost))
+        if lost:
+            self.view.dirty |= lost
+            async with self.state.db.sessions() as session:
+                await self.view.read_hosts(session, lost)
+        return applied, bool(lost)
 
     def supervise(self, run_id: int) -> None:
         """Start a Supervisor for the run unless one is already driving it."""
         if run_id in self.supervisors:
             return
-        sup = Supervisor(self.state, run_id, self.me, self.wake)
+        sup = Supervisor(self.state, run_id, self.me, self.run_left)
         task = asyncio.get_running_loop().create_task(sup.drive(), name=f"run-{run_id}")
         self.supervisors[run_id] = (sup, task)
         task.add_done_callback(lambda _t: self.supervisors.pop(run_id, None))

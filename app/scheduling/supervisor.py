@@ -13,18 +13,19 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from app import clock
 from app.deps import AppState
 from app.engine.containers import sleep_backoff
 from app.engine.endpoint import Endpoint
-from app.errors import ContainerStartFailed, EngineError, HostUnreachable
+from app.errors import ContainerStartFailed, EngineError, HostUnreachable, ImageUnavailable
 from app.hosts.eligibility import is_lost
 from app.hosts.models import WorkerHost
 from app.runs.models import FINAL, Run, RunStatus, RunTask, TaskStatus
 from app.scheduling import spec
 from app.scheduling.ownership import LostOwnership
+from app.scheduling.placement import Need
 from app.scheduling.records import Outcome, RunRecords, retries_left
 from app.tasks.policy import env_problems
 
@@ -41,14 +42,23 @@ class _Cancelled(Exception):
 class Supervisor:
     """Runs every task of one run in order; survives restarts by finding its containers again."""
 
-    def __init__(self, state: AppState, run_id: int, me: str, on_change: Callable[[], None]):
+    def __init__(
+        self,
+        state: AppState,
+        run_id: int,
+        me: str,
+        on_left: Callable[[int, int | None, Need | None], None],
+    ):
         self.state = state
         self.run_id = run_id
-        self.on_change = on_change
+        self.on_left = on_left  # (run id, its host, the need again if it was re-queued)
+        self.requeued: Need | None = None
         self.cancel = asyncio.Event()
         # Set when the host's checks fail: look at the container now, not after the wait.
         self.poke = asyncio.Event()
         self.host_id: int | None = None
+        self.gpu_need = 0
+        self.target_host_id: int | None = None
         # Set once a cancel has an answer: the stop was confirmed, or it cannot be done yet.
         self.settled = asyncio.Event()
         self.grace = state.settings.stop_timeout_seconds
@@ -76,7 +86,7 @@ class Supervisor:
                     await sleep_backoff(errors)
         finally:
             self.settled.set()
-            self.on_change()
+            self.on_left(self.run_id, self.host_id, self.requeued)
 
     async def _host(self, run: Run) -> WorkerHost | None:
         async with self.state.db.sessions() as session:
@@ -98,6 +108,7 @@ class Supervisor:
                 return
             ep = Endpoint.of(host)
             self.host_id = host.id
+            self.gpu_need, self.target_host_id = run.gpu_need, run.target_host_id
             current = next((t for t in tasks if t.status in ("pending", "running")), None)
             if self._cancel_wanted(run):
                 await self._cancel(run, current, ep)
@@ -116,11 +127,12 @@ class Supervisor:
 
     async def _attempt(self, run: Run, task: RunTask, ep: Endpoint) -> Outcome:
         """Start (or adopt) the task's container and wait for it to end."""
-        if task.status == TaskStatus.pending:
+        fresh = task.status == TaskStatus.pending
+        if fresh:
             await self.records.begin_attempt(task)
         name = self._name(run, task)
         try:
-            cid = await self._ensure_started(run, task, ep, name)
+            cid = await self._ensure_started(run, task, ep, name, fresh)
         except _Cancelled:
             gone = await self._remove(ep, task.container_id or name)
             self.leftover = self.leftover or not gone
@@ -135,7 +147,7 @@ class Supervisor:
             return Outcome(
                 TaskStatus.failed, error="container disappeared before its result was read"
             )
-        return await self._await_exit(task, ep, cid)
+        return await self._await_exit(task, ep, cid, just_started=fresh)
 
     async def _until_cancel(self, work: Awaitable[T], poked: bool = False) -> T:
         """`work`'s result, or _Cancelled as soon as a cancel arrives (or, with `poked`, the
@@ -156,10 +168,15 @@ class Supervisor:
             return job.result()
         raise _Cancelled
 
-    async def _ensure_started(self, run: Run, task: RunTask, ep: Endpoint, name: str) -> str | None:
-        """The id of the running (or already exited) container of this attempt."""
+    async def _ensure_started(
+        self, run: Run, task: RunTask, ep: Endpoint, name: str, fresh: bool
+    ) -> str | None:
+        """The id of the running (or already exited) container of this attempt.
+
+        A `fresh` attempt (just recorded here) can have no container yet: nothing is looked up.
+        """
         async with self.state.pool.docker(ep) as docker:
-            found = await docker.inspect(task.container_id or name)
+            found = None if fresh else await docker.inspect(task.container_id or name)
             if found is not None and found.status != "created":  # started before a restart
                 if task.container_id != found.id:
                     await self.records.set_container(task, found.id)
@@ -169,20 +186,17 @@ class Supervisor:
             if found is None and task.container_id:
                 return None
             self._check_policy(run, task)
-            await self._until_cancel(docker.ensure_image(task.task_snapshot["image"]))
-            cid = (
-                found.id
-                if found
-                else await self._until_cancel(
-                    docker.create(spec.build(self.state.instance_id, run, task))
-                )
-            )
-        await self.records.set_container(task, cid)
+            image = task.task_snapshot["image"]
+            if not self.state.pool.has_image(ep.host_id, image):
+                await self._until_cancel(docker.ensure_image(image))
+                self.state.pool.saw_image(ep.host_id, image)
+            cid = found.id if found else await self._create(docker, run, task, ep.host_id)
         if self.cancel.is_set():
             raise _Cancelled
         async with self.state.pool.docker(ep) as docker:
             await docker.start(cid)
-        await self.records.started(task, clock.now())
+        # Recorded once started: a container created but not started is found again by name.
+        await self.records.started(task, clock.now(), cid)
         log.info(
             "run %s task %s attempt %s started %s on %s",
             run.id,
@@ -203,7 +217,19 @@ class Supervisor:
                 f"refused by the task policy: {'.'.join(map(str, loc))}: {why}"
             )
 
-    async def _await_exit(self, task: RunTask, ep: Endpoint, cid: str) -> Outcome:
+    async def _create(self, docker: Any, run: Run, task: RunTask, host_id: int) -> str:
+        """Create the attempt's container; an image thought present but gone is pulled."""
+        config = spec.build(self.state.instance_id, run, task)
+        try:
+            return str(await self._until_cancel(docker.create(config)))
+        except ImageUnavailable:
+            self.state.pool.forget_image(host_id, config.image)
+            await self._until_cancel(docker.ensure_image(config.image))
+            return str(await self._until_cancel(docker.create(config)))
+
+    async def _await_exit(
+        self, task: RunTask, ep: Endpoint, cid: str, just_started: bool = False
+    ) -> Outcome:
         """Wait for exit, a timeout (counted from the container's start), a cancel, or the
         host going away."""
         timeout = task.task_snapshot.get("timeout_seconds")
@@ -220,7 +246,8 @@ class Supervisor:
                     return await self._stop_and_collect(ep, cid, TaskStatus.failed, why)
                 budget = min(budget, left)
             try:
-                code = await self._wait_once(ep, cid, budget)
+                code = await self._wait_once(ep, cid, budget, look=not just_started)
+                just_started = False
             except HostUnreachable as exc:
                 failures += 1
                 trouble = await self._host_trouble(ep, str(exc.detail), failures)
@@ -233,14 +260,18 @@ class Supervisor:
             if isinstance(code, int):
                 return await self._collect(ep, cid, code)
 
-    async def _wait_once(self, ep: Endpoint, cid: str, budget: float) -> int | str | None:
-        """One bounded wait: an exit code, "vanished", or None (budget passed or a cancel)."""
+    async def _wait_once(
+        self, ep: Endpoint, cid: str, budget: float, look: bool = True
+    ) -> int | str | None:
+        """One bounded wait: an exit code, "vanished", or None (budget passed or a cancel).
+        `look`: inspect first (not needed right after this supervisor started it)."""
         async with self.state.pool.docker(ep) as docker:
-            found = await docker.inspect(cid)
-            if found is None:
-                return "vanished"
-            if found.exit_code is not None:
-                return int(found.exit_code)
+            if look:
+                found = await docker.inspect(cid)
+                if found is None:
+                    return "vanished"
+                if found.exit_code is not None:
+                    return int(found.exit_code)
             try:
                 return await self._until_cancel(docker.wait(cid, budget), poked=True)
             except _Cancelled:
@@ -331,7 +362,8 @@ class Supervisor:
         if out.status == TaskStatus.running:
             return True  # host flaky: try the same attempt again
         if out.host_lost:
-            await self.records.host_lost(task, out.error)
+            if await self.records.host_lost(task, out.error) == RunStatus.pending:
+                self.requeued = Need(self.run_id, self.gpu_need, self.target_host_id)
             return False
         cancelled = out.status == TaskStatus.cancelled or self.cancel.is_set()
         retry = out.status == TaskStatus.failed and retries_left(task) and not cancelled
