@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SYSTEM_PACKAGES := docker.io openssh-server busybox-static iproute2 util-linux openssl
+SYSTEM_PACKAGES := docker.io openssh-server busybox-static iproute2 util-linux openssl chromium
 
 .PHONY: install run test lint typecheck pytest system-deps bench bench-fleet bench-scale clean
 
@@ -18,7 +18,8 @@ $(STAMP): pyproject.toml
 run: install
 	$(BIN)/dockfleet serve --host $${DOCKFLEET_HOST:-127.0.0.1} --port $${DOCKFLEET_PORT:-9595}
 
-# Installs what the integration tests need (real dockerd, sshd, busybox) when run as root.
+# Installs what the integration tests need (real dockerd, sshd, busybox; chromium for the docs
+# pages' browser test) when run as root.
 system-deps:
 	@if [ "$$(id -u)" = "0" ]; then \
 	  missing=""; \
@@ -27,6 +28,7 @@ system-deps:
 	  test -x /bin/busybox || missing="$$missing busybox-static"; \
 	  command -v ip >/dev/null || missing="$$missing iproute2"; \
 	  command -v openssl >/dev/null || missing="$$missing openssl"; \
+	  command -v chromium >/dev/null || missing="$$missing chromium"; \
 	  if [ -n "$$missing" ]; then \
 	    echo "installing:$$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
