@@ -53,6 +53,7 @@ image-deps: system-deps
 
 image-test: install image-deps
 	$(BIN)/pytest -m image tests/image
+	@echo "image-test: $$(tr -d '\n' < .ci/artifacts/image-test.json)"
 	@$(MAKE) --no-print-directory compose-check
 
 # docker-compose.yml through `docker compose config` (or docker-compose v1), on a copy beside

@@ -118,6 +118,25 @@ def _start(builder: Any, fleet: Fleet, name: str, env_file: Path, volume: str) -
     )
 
 
+CONNECT = (
+    "import socket; s = socket.socket(socket.AF_UNIX); s.settimeout(5); "
+    f"s.connect('{SOCKET_IN_CONTAINER}')"
+)
+
+
+def _socket_needs_the_group(builder: Any, sock: str) -> None:
+    """Without `--group-add` the container's user may not connect to the socket (mode 660)."""
+    mode = os.stat(sock).st_mode
+    assert mode & 0o006 == 0, f"{sock} is open to everyone ({oct(mode)}): nothing to prove"
+    refused = docker(
+        builder,
+        *("run", "--rm", "--network=none", f"--volume={sock}:{SOCKET_IN_CONTAINER}", IMAGE),
+        *("python3", "-c", CONNECT),
+        check=False,
+    )
+    assert refused.returncode != 0 and "PermissionError" in refused.stderr, refused
+
+
 async def test_the_image_builds_runs_as_non_root_and_launches_a_run(
     fleet: Fleet, tmp_path: Path, timings: dict[str, Any]
 ) -> None:
@@ -155,6 +174,10 @@ async def test_the_image_builds_runs_as_non_root_and_launches_a_run(
         await _wait_healthy(builder, name)
         uid = await asyncio.to_thread(docker, builder, "exec", name, "id", "-u")
         assert uid.stdout.strip() == "10001"
+        # multi-stage: no build directory, no pip in the final image
+        lean = "test ! -e /src && ! python3 -m pip --version"
+        await asyncio.to_thread(docker, builder, "exec", name, "sh", "-c", lean)
+        await asyncio.to_thread(_socket_needs_the_group, builder, fleet.sock.socket_path)
         headers = {"Authorization": f"Bearer {TOKEN}"}
         async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as api:
             await _launch_and_check(api, fleet, timings)
