@@ -175,6 +175,7 @@ async def test_redoc_renders_offline(guarded: LiveServer, chromium: str) -> None
         missing = [s for s in summaries if s not in text]
         assert not missing, missing
         assert "Something went wrong" not in text
+        assert "HTTPBearer" in text  # the token scheme is shown on every guarded operation
         await page.screenshot(ARTIFACTS / "docs-redoc.png", full_page=False)
         _assert_only_loopback(page, guarded.url)
         assert not page.console_errors, page.console_errors
