@@ -64,6 +64,9 @@ class Supervisor:
         self.grace = state.settings.stop_timeout_seconds
         self.records = RunRecords(state.db, run_id, me, state.settings.lease_seconds)
         self.leftover = False  # a container of this run could not be removed
+        # An attempt's end decided here but not yet stored (its write failed): the retry
+        # stores it instead of looking for the container again (it may be removed already).
+        self.decided: tuple[int, int, Outcome] | None = None
 
     async def drive(self) -> None:
         """Run until the run is final, re-queued, or no longer ours; never raises but on
@@ -116,8 +119,19 @@ class Supervisor:
             if current is None:
                 await self.records.finish(RunStatus.succeeded, None, not self.leftover, _SKIP)
                 return
-            outcome = await self._attempt(run, current, ep)
-            if not await self._record(current, outcome, ep):
+            key = (current.id or 0, current.attempt)
+            if (
+                self.decided is not None
+                and self.decided[:2] == key
+                and current.status == TaskStatus.running
+            ):
+                outcome = self.decided[2]
+            else:
+                outcome = await self._attempt(run, current, ep)
+                self.decided = (current.id or 0, current.attempt, outcome)
+            going_on = await self._record(current, outcome, ep)
+            self.decided = None
+            if not going_on:
                 return
 
     # -- one attempt ---------------------------------------------------------------------------
@@ -191,6 +205,10 @@ class Supervisor:
                 await self._until_cancel(docker.ensure_image(image))
                 self.state.pool.saw_image(ep.host_id, image)
             cid = found.id if found else await self._create(docker, run, task, ep.host_id)
+        if found is None:
+            # Recorded before it starts: from here on, a container not found again is one that
+            # may have run (its result is lost), never one to create again.
+            await self.records.set_container(task, cid)
         if self.cancel.is_set():
             raise _Cancelled
         async with self.state.pool.docker(ep) as docker:
