@@ -3,17 +3,30 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The lock: every package with its version and hashes (make lock writes both files).
+LOCK := requirements.lock
+UV_LOCK := requirements-uv.lock
+LOCK_ARGS := --generate-hashes --universal --python-version 3.11 --no-header -q
 SYSTEM_PACKAGES := docker.io openssh-server busybox-static iproute2 util-linux openssl
 
-.PHONY: install run test lint typecheck pytest system-deps bench bench-fleet bench-scale clean
+.PHONY: install lock run test lint typecheck pytest system-deps bench bench-fleet bench-scale clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Installs exactly the lock: uv (itself pinned by hash) syncs the venv to requirements.lock
+# (removing anything else), then adds dockfleet itself, editable, without dependencies.
+$(STAMP): pyproject.toml $(LOCK) $(UV_LOCK)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --no-deps --require-hashes -r $(UV_LOCK)
+	$(BIN)/uv pip sync -q --python $(BIN)/python --require-hashes $(LOCK)
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
 	touch $(STAMP)
+
+# Re-resolves pyproject.toml's dependencies (newest allowed versions) into the lock.
+lock:
+	test -x $(BIN)/uv || { test -x $(BIN)/python || $(PY) -m venv $(VENV); $(BIN)/pip install -q uv; }
+	$(BIN)/uv pip compile pyproject.toml --extra dev $(LOCK_ARGS) --upgrade -o $(LOCK)
+	grep -E '^uv==' $(LOCK) | cut -d' ' -f1 | $(BIN)/uv pip compile - $(LOCK_ARGS) -o $(UV_LOCK)
 
 run: install
 	$(BIN)/dockfleet serve --host $${DOCKFLEET_HOST:-127.0.0.1} --port $${DOCKFLEET_PORT:-9595}
