@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 LOCK := requirements.lock
 UV_LOCK := requirements-uv.lock
 LOCK_ARGS := --generate-hashes --universal --python-version 3.11 --no-header -q
-SYSTEM_PACKAGES := docker.io openssh-server busybox-static iproute2 util-linux openssl
+SYSTEM_PACKAGES := docker.io openssh-server busybox-static iproute2 util-linux openssl postgresql
 
 .PHONY: install lock run test lint typecheck pytest system-deps bench bench-fleet bench-scale clean
 
@@ -31,7 +31,8 @@ lock:
 run: install
 	$(BIN)/dockfleet serve --host $${DOCKFLEET_HOST:-127.0.0.1} --port $${DOCKFLEET_PORT:-9595}
 
-# Installs what the integration tests need (real dockerd, sshd, busybox) when run as root.
+# Installs what the integration tests need (real dockerd, sshd, busybox, PostgreSQL's server for
+# the throw-away cluster of tests/pgcluster.py) when run as root.
 system-deps:
 	@if [ "$$(id -u)" = "0" ]; then \
 	  missing=""; \
@@ -40,6 +41,7 @@ system-deps:
 	  test -x /bin/busybox || missing="$$missing busybox-static"; \
 	  command -v ip >/dev/null || missing="$$missing iproute2"; \
 	  command -v openssl >/dev/null || missing="$$missing openssl"; \
+	  ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	  if [ -n "$$missing" ]; then \
 	    echo "installing:$$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \

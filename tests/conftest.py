@@ -26,9 +26,9 @@ from app.config import Settings
 from app.db import upgrade_sync
 from app.main import create_app, start, stop
 from tests import pgcluster
-from tests.pgtemplate import PgServer, configured_url
 from tests.fleet import Daemon, Fleet, start_fleet
 from tests.fleet.aio import docker_for as _docker_for
+from tests.pgtemplate import PgServer, configured_url
 
 # The persistence, launch, scheduler, recovery and multi-process tests: run on both databases.
 BOTH_BACKENDS = frozenset(
@@ -95,7 +95,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture
 def db_backend(request: pytest.FixtureRequest) -> str:
-    """"sqlite", or "postgresql" for the second run of a BOTH_BACKENDS test."""
+    """ "sqlite", or "postgresql" for the second run of a BOTH_BACKENDS test."""
     return str(getattr(request, "param", "sqlite"))
 
 
@@ -213,3 +213,13 @@ def fake_clock() -> Iterator[clock.FakeClock]:
     fake = clock.FakeClock()
     with clock.use(fake):
         yield fake
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print what the tests measured (tests/measured.py)."""
+    from tests.measured import MEASURED
+
+    if MEASURED:
+        terminalreporter.section("measured")
+        for line in MEASURED:
+            terminalreporter.write_line(line)
