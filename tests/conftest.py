@@ -51,7 +51,6 @@ BOTH_BACKENDS = frozenset(
         "tests/integration/test_replicas.py",
         "tests/faults/test_races.py",
         "tests/test_migrations.py",
-        "tests/test_database_url.py",
     }
 )
 _ROOT = Path(__file__).resolve().parents[1]
