@@ -176,6 +176,11 @@ def make_settings(db_url: str, **overrides: Any) -> Settings:
         "allowed_networks": "loopback,10.0.0.0/8",
         "secrets_dir": "/tmp",  # the test fleet's keys and certificates live under /tmp
     }
+    if db_url.startswith("postgresql"):
+        # A launch's answer says `starting` when its placement lands within this; on PostgreSQL
+        # a test's first placement (new connections, statements prepared) takes longer than
+        # the 50 ms default on a busy 2-core machine, and the tests assert that answer.
+        values["launch_wait_seconds"] = 0.5
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 

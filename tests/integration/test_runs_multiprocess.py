@@ -202,8 +202,9 @@ async def test_kill_9_of_a_replica_loses_nothing_and_its_runs_are_adopted_in_tim
             survivors_owners = {o for o in now.values()}
             assert mine not in survivors_owners
 
+            ids.append((await launch(b, directive))["id"])  # the service goes on serving
             finals = [await wait_run(b, run_id, within=60) for run_id in ids]
-            assert [f["status"] for f in finals] == ["succeeded"] * 3, finals
+            assert [f["status"] for f in finals] == ["succeeded"] * 4, finals
             for run in finals:
                 assert run["tasks"][0]["attempt"] == 1 and run["placements"] == 1, run
                 assert (await run_logs(b, run["id"]))["tasks"][0]["logs"] == "adopted-ok\n"
