@@ -48,7 +48,6 @@ BOTH_BACKENDS = frozenset(
         "tests/integration/test_runs_hosts.py",
         "tests/integration/test_runs_recovery.py",
         "tests/integration/test_runs_multiprocess.py",
-        "tests/integration/test_replicas.py",
         "tests/faults/test_races.py",
         "tests/test_migrations.py",
     }
@@ -94,7 +93,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture
 def db_backend(request: pytest.FixtureRequest) -> str:
-    """ "sqlite", or "postgresql" for the second run of a BOTH_BACKENDS test."""
+    """The database of the test: sqlite, or postgresql in a BOTH_BACKENDS test's second run."""
     return str(getattr(request, "param", "sqlite"))
 
 
