@@ -8,7 +8,8 @@ its runs are adopted within 2 x DOCKFLEET_LEASE_SECONDS (measured, printed in th
 
 The victim of a kill runs either beside the others (its pid is seen gone: adopted at the next
 lease pass) or in a pid namespace of its own, which makes it look like another machine: then
-only the lapse of its lease lets the others adopt. Runs on SQLite and PostgreSQL (`db_url`).
+only the lapse of its lease lets the others adopt. Two and three replicas, and both kinds of
+kill, on PostgreSQL; two replicas on one machine on SQLite.
 """
 
 from __future__ import annotations
@@ -94,7 +95,19 @@ def owner_of(server: Server, owners: set[str]) -> str | None:
     return None
 
 
-@pytest.mark.parametrize("n", [2, 3])
+PG = pytest.mark.postgresql
+
+
+# Replicas are PostgreSQL's use; SQLite (one file, so one machine) gets the smaller cases.
+@pytest.mark.parametrize(
+    ("db_backend", "n"),
+    [
+        ("sqlite", 2),
+        pytest.param("postgresql", 2, marks=PG),
+        pytest.param("postgresql", 3, marks=PG),
+    ],
+    indirect=["db_backend"],
+)
 async def test_replicas_never_overbook_a_host_or_a_gpu_and_drive_each_run_once(
     fleet: Fleet, tmp_path: Path, db_url: str, n: int
 ) -> None:
@@ -157,7 +170,13 @@ async def _share_the_work(fleet: Fleet, https: list[httpx.AsyncClient], label: s
 
 
 @pytest.mark.parametrize(
-    ("n", "where"), [(2, "same-machine"), (3, "other-machine")], ids=["2-same", "3-other"]
+    ("db_backend", "n", "where"),
+    [
+        ("sqlite", 2, "same-machine"),
+        pytest.param("postgresql", 2, "same-machine", marks=PG),
+        pytest.param("postgresql", 3, "other-machine", marks=PG),
+    ],
+    indirect=["db_backend"],
 )
 async def test_kill_9_of_a_replica_loses_nothing_and_its_runs_are_adopted_in_time(
     fleet: Fleet, tmp_path: Path, db_url: str, n: int, where: str
