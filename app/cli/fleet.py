@@ -43,7 +43,7 @@ def serve(
     import uvicorn
 
     from app.config import Settings
-    from app.db import upgrade_sync
+    from app.db import connect_reason, upgrade_sync
     from app.main import create_app
 
     try:
@@ -61,13 +61,29 @@ def serve(
     logging.basicConfig(level=level, format="%(levelname)s:     %(name)s: %(message)s")
     _check_exposure(settings)
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    _check_database(settings.database_url)
     err().print(f"applying migrations to {_redacted(settings.database_url)}")
     try:
         upgrade_sync(settings.database_url)
     except Exception as exc:  # a broken database URL or file is the user's to fix, not a bug
-        raise fail(f"cannot migrate the database: {type(exc).__name__}: {exc}") from None
+        reason = connect_reason(exc, settings.database_url)
+        raise fail(f"cannot migrate the database: {type(exc).__name__}: {reason}") from None
     app = create_app(settings, migrate=False)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower())
+
+
+def _check_database(url: str) -> None:
+    """A wrong, unreachable or refusing database: one line on stderr and exit 1, at once."""
+    import asyncio
+
+    from app.db import probe, url_problem
+
+    problem = url_problem(url)
+    if problem:
+        raise fail(f"invalid DOCKFLEET_DATABASE_URL: {problem}")
+    reason = asyncio.run(probe(url))
+    if reason:
+        raise fail(f"cannot reach the database at {_redacted(url)}: {reason}")
 
 
 def _check_exposure(settings: Any) -> None:
