@@ -43,7 +43,11 @@ log = logging.getLogger("dockfleet.events")
 
 GAP_GRACE_SECONDS = 10.0
 TABLE: Table = Event.__table__  # type: ignore[attr-defined]
-_PENDING = "dockfleet_events"  # key of the events waiting for the caller's commit
+_PENDING = "dockfleet_events"
+_WARN = {
+    "run.failed",
+    "host.unhealthy",
+}  # logged as warnings  # key of the events waiting for the caller's commit
 
 
 class Bus:
@@ -184,7 +188,9 @@ def _log(row: dict[str, Any]) -> None:
         if part
     )
     details = ", ".join(f"{k}={v}" for k, v in data.items())
-    log.info(
+    level = logging.WARNING if row["type"] in _WARN else logging.INFO
+    log.log(
+        level,
         "%s %s%s",
         row["type"],
         about,
