@@ -17,7 +17,7 @@ from datetime import timedelta
 from sqlalchemy import func, literal, update
 from sqlmodel import col, select
 
-from app import clock
+from app import clock, logs
 from app.config import Settings
 from app.db import Database, UTCDateTime
 from app.engine.endpoint import Endpoint
@@ -70,6 +70,7 @@ class HealthMonitor:
         return await asyncio.shield(task)
 
     async def _check(self, host_id: int) -> CheckResult | None:
+        logs.HOST_ID.set(host_id)  # this check's log lines say which host they are about
         async with self.db.sessions() as session:
             host = await session.get(WorkerHost, host_id)
             if host is None:
