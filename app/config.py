@@ -110,7 +110,10 @@ class Settings(BaseSettings):
         1024 * 1024, ge=1024, description="Tail of each task's logs kept after its container goes."
     )
     follow_max_seconds: float = Field(
-        6 * 3600, gt=0, description="A live log stream (?follow=true) ends after this long."
+        6 * 3600,
+        gt=0,
+        description="A live log stream (?follow=true) or an event stream ends after this long "
+        "(an event stream's client reconnects and resumes).",
     )
     db_busy_timeout_seconds: float = Field(
         5, gt=0, le=60, description="How long a database write waits for a lock before a 503."

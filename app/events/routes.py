@@ -159,7 +159,7 @@ async def _follow(
         if time.monotonic() - quiet_since >= settings.events_keepalive_seconds:
             quiet_since = time.monotonic()
             yield ": keep-alive\n\n"
-        await store.BUS.wait(settings.events_poll_seconds)
+        await store.BUS.wait(max(0.0, min(settings.events_poll_seconds, ends - time.monotonic())))
 
 
 @router.get(
