@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from tests import pgtemplate
 from tests.events.sse import Stream, open_stream
 from tests.fleet import Fleet
 from tests.integration.runs_helpers import (
@@ -39,6 +40,13 @@ from tests.integration.test_runs_recovery import Server
 from tests.live_server import ROOT
 
 RUN_FINAL = ("run.succeeded", "run.failed", "run.cancelled")
+
+
+def _database() -> dict[str, str]:
+    """PostgreSQL when the tests are given one, else the server's own SQLite file."""
+    return (
+        {"DOCKFLEET_DATABASE_URL": pgtemplate.fresh_database()} if pgtemplate.server_url() else {}
+    )
 
 
 async def _run_events(stream: Stream, run_id: int, within: float = 60) -> list[dict[str, Any]]:
@@ -93,6 +101,7 @@ async def test_a_run_on_the_fleet_streams_its_lifecycle_and_logs_json_lines(
         token,
         DOCKFLEET_LOG_FORMAT="json",
         DOCKFLEET_LOG_LEVEL="info",
+        **_database(),
     )
     auth = {"Authorization": f"Bearer {token}"}
     async with (
@@ -203,7 +212,7 @@ async def _cli(url: str, *args: str, within: float = 90) -> tuple[int, str, str]
 async def test_cli_wait_follow_and_status_watch_ride_the_stream(
     fleet: Fleet, tmp_path: Path
 ) -> None:
-    server = Server(tmp_path)
+    server = Server(tmp_path, **_database())
     async with _started(server), server.client() as http:
         host_id = await add_host(http, fleet.sock, uniq("ev-cli"))
         ok = await add_task(http, uniq("ev-cli-ok"), "sleep 3; echo cli-done")
