@@ -25,7 +25,6 @@ HOST_TYPES = (
     "host.deleted",
     "host.healthy",
     "host.unhealthy",
-    "host.lost",
     "host.draining",
     "host.undrained",
     "host.enabled",
