@@ -63,19 +63,40 @@ def serve(
     logs.configure(settings)
     _check_exposure(settings)
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
-    err().print(f"applying migrations to {_redacted(settings.database_url)}")
+    where = _redacted(settings.database_url)
+    if settings.log_format.lower() == "json":  # every line of stderr is then one JSON object
+        logging.getLogger("dockfleet").info("applying migrations to %s", where)
+    else:
+        err().print(f"applying migrations to {where}")
     try:
         upgrade_sync(settings.database_url)
     except Exception as exc:  # a broken database URL or file is the user's to fix, not a bug
         raise fail(f"cannot migrate the database: {type(exc).__name__}: {exc}") from None
     app = create_app(settings, migrate=False)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
         log_config=None if settings.log_format.lower() == "json" else uvicorn.config.LOGGING_CONFIG,
     )
+    _server_class()(config).run()
+
+
+def _server_class() -> Any:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server; on SIGINT/SIGTERM the event streams end first, since uvicorn waits
+        for every open connection to finish and an event stream never does by itself."""
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            from app.events.store import BUS
+
+            BUS.close()
+            super().handle_exit(sig, frame)
+
+    return Server
 
 
 def _check_exposure(settings: Any) -> None:

@@ -139,7 +139,7 @@ async def _follow(
     yield prelude
     ends = time.monotonic() + settings.follow_max_seconds
     quiet_since = time.monotonic()
-    while time.monotonic() < ends:
+    while time.monotonic() < ends and not store.BUS.closed:
         batch: list[EventRead] = []
         try:
             async with state.db.sessions() as session:

@@ -13,7 +13,8 @@ The contract other rooms build on:
 - `await bounds(session)`: (oldest kept id, newest id), for a resume point that was trimmed.
 - `await trim(session, keep=N, keep_days=D)`: retention (the newest event always stays, so
   ids never restart). `Janitor` runs it in the background.
-- `BUS.wait(seconds)`: returns when an event of this process committed, or on timeout.
+- `BUS.wait(seconds)`: returns when an event of this process committed, or on timeout;
+  `BUS.closed` once the server shuts down (streams then end).
 
 Ids are monotonic (SQLite AUTOINCREMENT, a PostgreSQL sequence). On PostgreSQL a later id may
 commit before an earlier one: readers that must not miss events use `Cursor`, which holds
@@ -56,6 +57,13 @@ class Bus:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = set()
+        self.closed = False
+
+    def close(self) -> None:
+        """The server is shutting down: wake every stream, and let none wait again (streams
+        end, so the server does not wait for clients that never hang up)."""
+        self.closed = True
+        self.notify()
 
     def notify(self) -> None:
         """Wake every waiter."""
@@ -67,6 +75,8 @@ class Bus:
 
     async def wait(self, seconds: float) -> bool:
         """Until the next notify (True) or `seconds` passed (False)."""
+        if self.closed:
+            return True
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
         entry = (loop, fut)

@@ -88,4 +88,6 @@ async def follow(state: AppState, run_id: int) -> AsyncIterator[str]:
                 + " ===\n"
             )
             return
+        if events.BUS.closed:  # the server is shutting down
+            return
         await events.BUS.wait(POLL)  # a state change of this process wakes it at once
