@@ -58,6 +58,7 @@ class Bus:
         self._lock = threading.Lock()
         self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = set()
         self.closed = False
+        self.wakes = 0  # how many times it woke waiters (readers compare it to their last)
 
     def close(self) -> None:
         """The server is shutting down: wake every stream, and let none wait again (streams
@@ -68,6 +69,7 @@ class Bus:
     def notify(self) -> None:
         """Wake every waiter."""
         with self._lock:
+            self.wakes += 1
             waiters, self._waiters = self._waiters, set()
         for loop, fut in waiters:
             if not loop.is_closed():
@@ -264,6 +266,25 @@ async def trim(session: AsyncSession, *, keep: int, keep_days: float) -> int:
     return int(result.rowcount or 0)
 
 
+class Newest:
+    """The newest event id, read at most once per `every` seconds for all of this process's
+    streams (an idle stream then costs no query of its own); a local commit re-reads it."""
+
+    def __init__(self, every: float) -> None:
+        self.every = every
+        self.value = 0
+        self._at = float("-inf")
+        self._seen_wakes = -1
+
+    async def get(self, session_factory: Any) -> int:
+        """The newest id, from the database when the last read is older than `every`."""
+        if BUS.wakes != self._seen_wakes or time.monotonic() - self._at >= self.every:
+            self._seen_wakes, self._at = BUS.wakes, time.monotonic()
+            async with session_factory() as session:
+                self.value = (await bounds(session))[1]
+        return self.value
+
+
 class Cursor:
     """Reads the record in id order without skipping a late commit (see the module docstring)."""
 
@@ -288,6 +309,11 @@ class Cursor:
         if len(out) < len(rows) and self._gap_since is None:
             self._gap_since = time.monotonic()
         return out
+
+    @property
+    def waiting_on_gap(self) -> bool:
+        """An event behind a gap is held back: read again even if nothing newer came."""
+        return self._gap_since is not None
 
     def _gap_expired(self) -> bool:
         return self._gap_since is not None and time.monotonic() - self._gap_since >= self.grace
