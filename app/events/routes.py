@@ -141,6 +141,7 @@ async def _follow(
     quiet_since = time.monotonic()
     while time.monotonic() < ends and not store.BUS.closed:
         batch: list[EventRead] = []
+        mark = store.BUS.wakes  # a commit from here on wakes the wait below at once
         try:
             newest = await _newest(state).get(state.db.sessions)
             if newest > cursor.after or cursor.waiting_on_gap:
@@ -161,7 +162,8 @@ async def _follow(
         if time.monotonic() - quiet_since >= settings.events_keepalive_seconds:
             quiet_since = time.monotonic()
             yield ": keep-alive\n\n"
-        await store.BUS.wait(max(0.0, min(settings.events_poll_seconds, ends - time.monotonic())))
+        left = max(0.0, min(settings.events_poll_seconds, ends - time.monotonic()))
+        await store.BUS.wait(left, since=mark)
 
 
 def _newest(state: StateDep) -> store.Newest:

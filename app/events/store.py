@@ -75,9 +75,10 @@ class Bus:
             if not loop.is_closed():
                 loop.call_soon_threadsafe(_settle, fut)
 
-    async def wait(self, seconds: float) -> bool:
-        """Until the next notify (True) or `seconds` passed (False)."""
-        if self.closed:
+    async def wait(self, seconds: float, since: int | None = None) -> bool:
+        """Until the next notify (True) or `seconds` passed (False). `since`: the `wakes` seen
+        before the caller last read; a notify since then returns at once (no lost wake-up)."""
+        if self.closed or (since is not None and since != self.wakes):
             return True
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
