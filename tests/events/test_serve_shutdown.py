@@ -12,16 +12,22 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.live_server import ROOT, free_port, server_env
 
 
-def test_sigterm_ends_open_streams_and_the_server(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "command",
+    [["-m", "app", "serve"], ["-m", "uvicorn", "app.main:app_factory", "--factory"]],
+    ids=["dockfleet-serve", "uvicorn-factory"],
+)
+def test_sigterm_ends_open_streams_and_the_server(tmp_path: Path, command: list[str]) -> None:
     port = free_port()
     env = server_env(
         tmp_path / "d.db", {"DOCKFLEET_LOG_FORMAT": "json", "DOCKFLEET_LOG_LEVEL": "info"}
     )
-    argv = [sys.executable, "-m", "app", "serve", "--port", str(port)]
+    argv = [sys.executable, *command, "--port", str(port)]
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
