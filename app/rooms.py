@@ -8,16 +8,18 @@ from app.deps import AppState
 
 
 def routers() -> list[APIRouter]:
-    """Routers of directives, tasks and runs."""
+    """Routers of directives, tasks, runs and events."""
     from app.directives.routes import router as directives_router
+    from app.events.routes import router as events_router
     from app.runs.routes import router as runs_router
     from app.tasks.routes import router as tasks_router
 
-    return [directives_router, tasks_router, runs_router]
+    return [directives_router, tasks_router, runs_router, events_router]
 
 
 async def start_services(state: AppState) -> None:
-    """Start the reconciler (adopts what survived a restart) and the scheduler."""
+    """Start the reconciler (adopts what survived a restart), the scheduler, the event janitor."""
+    from app.events.janitor import Janitor
     from app.scheduling.reconciler import Reconciler
     from app.scheduling.scheduler import Scheduler
 
@@ -29,13 +31,15 @@ async def start_services(state: AppState) -> None:
         state.monitor.sweeper = reconciler.sweep  # a host that failed a check is swept first
         state.monitor.on_change.append(scheduler.host_changed)
         state.monitor.on_failure.append(scheduler.host_trouble)
+    state.services["events_janitor"] = Janitor(state)
     reconciler.start()
     scheduler.start()
+    state.services["events_janitor"].start()
 
 
 async def stop_services(state: AppState) -> None:
     """Stop what start_services started."""
-    for name in ("reconciler", "scheduler"):
+    for name in ("events_janitor", "reconciler", "scheduler"):
         service = state.services.pop(name, None)
         if service is not None:
             await service.stop()

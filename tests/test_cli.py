@@ -62,7 +62,7 @@ def unique(prefix: str) -> str:
 
 def test_help_lists_every_command(cli: Cli) -> None:
     top = cli("--help").stdout
-    for command in ("serve", "status", "hosts", "directives", "tasks", "runs"):
+    for command in ("serve", "status", "events", "hosts", "directives", "tasks", "runs"):
         assert command in top
     groups = {
         "hosts": ["list", "add", "show", "health", "check", "enable", "disable", "drain", "rm"],
