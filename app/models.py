@@ -3,6 +3,7 @@
 from sqlmodel import SQLModel
 
 from app.directives.models import Directive
+from app.gpus.models import Gpu, GpuProbe
 from app.hosts.holds import GpuHold, SlotHold
 from app.hosts.models import WorkerHost
 from app.meta import Meta
@@ -13,7 +14,9 @@ metadata = SQLModel.metadata
 
 __all__ = [
     "Directive",
+    "Gpu",
     "GpuHold",
+    "GpuProbe",
     "Meta",
     "Run",
     "RunTask",

@@ -59,6 +59,15 @@ def _state(data: Mapping[str, Any]) -> ContainerState:
     )
 
 
+@dataclass
+class Finished:
+    """A short container's end: its exit code (None: still running at the deadline) and output."""
+
+    exit_code: int | None
+    stdout: str
+    stderr: str
+
+
 class DockerClient:
     """One daemon's Docker API, as the supervisor, reconciler and monitor use it."""
 
@@ -244,6 +253,30 @@ class DockerClient:
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
                 await aclose()
+
+    async def run_to_end(self, spec: ContainerSpec, budget: float) -> Finished:
+        """Create, start and wait for a short container (at most `budget` seconds), read its
+        output, and remove it whatever happened (a container still running is killed)."""
+        container_id = await self.create(spec)
+        try:
+            await self.start(container_id)
+            code = await self.wait(container_id, budget)
+            async with asyncio.timeout(self.deadlines.call):
+                container = self.raw.containers.container(container_id)
+                out = await container.log(stdout=True, stderr=False)
+                err = await container.log(stdout=False, stderr=True)
+            return Finished(exit_code=code, stdout="".join(out), stderr="".join(err))
+        finally:
+            await asyncio.shield(self.remove(container_id))
+
+    async def remove_labelled(self, label: str, statuses: list[str]) -> int:
+        """Remove the containers carrying `label` (key=value) in these states; how many."""
+        filters = {"label": [label], "status": statuses}
+        async with asyncio.timeout(self.deadlines.call):
+            items = await self.raw.containers.list(all=True, filters=filters)
+        for c in items:
+            await self.remove(str(c._container["Id"]))
+        return len(items)
 
     async def list_ours(self, instance: str) -> list[ContainerState]:
         """Every container carrying our labels for this instance, running or not."""

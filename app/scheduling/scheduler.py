@@ -19,6 +19,7 @@ from sqlmodel import col, select
 
 from app import clock
 from app.deps import AppState
+from app.gpus.offer import GpuState
 from app.hosts import holds
 from app.hosts import store as hosts_store
 from app.hosts.eligibility import HostLoad
@@ -59,12 +60,21 @@ class Scheduler:
             return None
         return list(self.view.hosts.values()), self.view.loads
 
+    def known_gpus(self) -> dict[int, GpuState]:
+        """The probed hosts' GPUs as last read."""
+        return self.view.gpus
+
     def submit(
-        self, run_id: int, gpu_need: int, target_host_id: int | None
+        self,
+        run_id: int,
+        gpu_need: int,
+        target_host_id: int | None,
+        gpu_memory_mb: int = 0,
+        gpu_name: str | None = None,
     ) -> asyncio.Future[Placement | None]:
         """A run just launched here: place it in the next pass; the future says where (None:
         it stays pending). Nothing waits for the pass itself: launches never queue behind it."""
-        need = Need(run_id, gpu_need, target_host_id)
+        need = Need(run_id, gpu_need, target_host_id, False, gpu_memory_mb, gpu_name)
         self.view.pending[need.run_id] = need
         future: asyncio.Future[Placement | None] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(need.run_id, []).append(future)
