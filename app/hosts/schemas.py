@@ -61,6 +61,7 @@ class Capabilities(_Strict):
     )
     gpu_probe_image: str | None = Field(
         None,
+        exclude_if=lambda v: v is None,  # shown (and stored) only when set
         min_length=1,
         max_length=300,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$",
