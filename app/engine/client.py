@@ -269,14 +269,17 @@ class DockerClient:
         finally:
             await asyncio.shield(self.remove(container_id))
 
-    async def remove_labelled(self, label: str, statuses: list[str]) -> int:
-        """Remove the containers carrying `label` (key=value) in these states; how many."""
-        filters = {"label": [label], "status": statuses}
+    async def remove_labelled(self, labels: list[str], older_than: float) -> int:
+        """Remove the containers carrying every label (key=value) created more than
+        `older_than` seconds ago, running or not (leftovers of a crash); how many."""
         async with asyncio.timeout(self.deadlines.call):
-            items = await self.raw.containers.list(all=True, filters=filters)
-        for c in items:
+            items = await self.raw.containers.list(all=True, filters={"label": labels})
+        old = [
+            c for c in items if time.time() - float(c._container.get("Created") or 0) > older_than
+        ]
+        for c in old:
             await self.remove(str(c._container["Id"]))
-        return len(items)
+        return len(old)
 
     async def list_ours(self, instance: str) -> list[ContainerState]:
         """Every container carrying our labels for this instance, running or not."""

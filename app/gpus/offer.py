@@ -39,12 +39,12 @@ class GpuAsk:
 
     def describe(self) -> str:
         """ "GPUs with ≥ 20000 MiB named *4090*" (or just "GPUs")."""
-        parts = []
+        text = "GPUs"
         if self.memory_mb:
-            parts.append(f"≥ {self.memory_mb} MiB")
+            text += f" with ≥ {self.memory_mb} MiB"
         if self.name:
-            parts.append(f"named *{self.name}*")
-        return "GPUs" + (" with " + " ".join(parts) if parts else "")
+            text += f" named *{self.name}*"
+        return text
 
 
 @dataclass(frozen=True)

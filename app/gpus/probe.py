@@ -150,7 +150,7 @@ class GpuProber:
             image=image,
             command=["sh", "-c", script()],
             env={},
-            labels={PROBE_LABEL: instance},
+            labels={PROBE_LABEL: instance, f"{PROBE_LABEL}.host": str(host_id)},
             network_mode="none",
             all_gpus=("utility",),
         )
@@ -170,8 +170,8 @@ class GpuProber:
             return store.Outcome("error", f"the probe did not finish within {self.timeout:g}s")
 
     async def _in(self, docker: DockerClient, ep: Endpoint, image: str) -> store.Outcome:
-        label = f"{PROBE_LABEL}={self.state.instance_id}"
-        await docker.remove_labelled(label, ["created", "exited", "dead"])  # a crash's leftovers
+        labels = [f"{PROBE_LABEL}={self.state.instance_id}", f"{PROBE_LABEL}.host={ep.host_id}"]
+        await docker.remove_labelled(labels, 2 * (self.timeout + docker.deadlines.call))
         facts = await docker.facts()
         await docker.ensure_image(image)  # bounded by the pull deadline
         async with asyncio.timeout(self.timeout + docker.deadlines.call):

@@ -74,6 +74,19 @@ class HostView:
             ask = GpuAsk(ask)
         return not ask.count or len(self.free_gpus(ask)) >= ask.count
 
+    def hold_back(self, ask: GpuAsk) -> bool:
+        """An older GPU run waits here: keep one slot and the GPUs it could use out of the rest
+        of the plan (False: no slot to keep, the whole host is reserved instead). Younger runs
+        may still take the other slots and cards: a run waiting for a busy card never blocks
+        a whole host."""
+        if self.active >= self.max_concurrency:
+            return False
+        self.active += 1
+        for unit in self.gpus:
+            if ask.matches(unit):
+                self.gpus_in_use.update(unit.keys())
+        return True
+
     def load_key(self) -> tuple[float, int, str]:
         """Least loaded first: share of slots used, then fewest active, then name."""
         return (self.active / self.max_concurrency, self.active, self.name)
@@ -119,7 +132,9 @@ def plan(
     """Place pending runs oldest first on the least-loaded eligible host with room.
 
     A run that cannot be placed reserves its candidate hosts for the rest of this plan, so a
-    younger run never takes the slot an older one is waiting for. `hosts` is updated in place.
+    younger run never takes the slot an older one is waiting for (a GPU run keeps one slot and
+    the GPUs it asks for, where a slot is free, instead of the whole host). `hosts` is updated
+    in place.
     Runs that need no GPUs and no particular host (the common case) take the top of a heap
     ordered by load; the others look at their (few) candidates.
     """
@@ -168,7 +183,16 @@ def plan(
                 best = h
                 break
         if best is None:
-            reserve(able)
+            if need.gpu_need:
+                open_ = [h for h in able if h.id not in reserved]
+                kept = [h for h in open_ if h.hold_back(ask)]
+                room -= len(kept)
+                reserve([h for h in open_ if h not in kept])
+                for h in kept:
+                    if h.active < h.max_concurrency:
+                        heapq.heappush(heap, (h.load_key(), h.id))
+            else:
+                reserve(able)
             hopeless.add((ask, need.target_host_id))
             continue
         gpus = tuple(best.free_gpus(ask)[: need.gpu_need]) if need.gpu_need else ()
