@@ -143,7 +143,7 @@ class GpuUse:
 
     def held(self, unit: GpuUnit) -> bool:
         """One of our runs holds it (by UUID or, from before discovery, by index)."""
-        return any(k in self.in_use for k in unit.keys())
+        return unit.id in self.in_use or str(unit.index) in self.in_use
 
     def free(self, ask: GpuAsk) -> list[GpuUnit]:
         """Usable, unheld GPUs matching the ask; the smallest card first (big ones stay free

@@ -11,7 +11,7 @@ from app.gpus.offer import GpuAsk, GpuState, GpuUnit, GpuUse, units_of
 from app.hosts.eligibility import HostLoad, ineligible_reasons
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: host rows field by field would be slow
 class HostView:
     """One host as placement sees it: the row at snapshot time plus what is placed on it."""
 
@@ -44,6 +44,11 @@ class HostView:
         )
 
     @property
+    def declared(self) -> bool:
+        """Its GPUs are the declared ids (never discovered)."""
+        return self.gpu_state is None or not self.gpu_state.discovered
+
+    @property
     def gpu_ids(self) -> list[str]:
         """The ids of the GPUs the host knows."""
         return [u.id for u in self.gpus]
@@ -72,7 +77,11 @@ class HostView:
             return False
         if isinstance(ask, int):
             ask = GpuAsk(ask)
-        return not ask.count or len(self.free_gpus(ask)) >= ask.count
+        if not ask.count:
+            return True
+        if not ask.filtered and self.declared:  # ids are indexes: arithmetic is exact
+            return len(self.gpus) - len(self.gpus_in_use) >= ask.count
+        return len(self.free_gpus(ask)) >= ask.count
 
     def hold_back(self, ask: GpuAsk) -> bool:
         """An older GPU run waits here: keep one slot and the GPUs it could use out of the rest
@@ -186,8 +195,9 @@ def plan(
             if need.gpu_need:
                 open_ = [h for h in able if h.id not in reserved]
                 kept = [h for h in open_ if h.hold_back(ask)]
+                kept_ids = {h.id for h in kept}
                 room -= len(kept)
-                reserve([h for h in open_ if h not in kept])
+                reserve([h for h in open_ if h.id not in kept_ids])
                 for h in kept:
                     if h.active < h.max_concurrency:
                         heapq.heappush(heap, (h.load_key(), h.id))
