@@ -114,13 +114,15 @@ def _redacted(url: str) -> str:
 
 
 def status(ctx: typer.Context, json: JsonOpt = False) -> None:
-    """The fleet at a glance: every host's health, staleness, load and GPUs; the active runs."""
+    """The fleet at a glance: every host's health, staleness, load and GPUs; each GPU (memory,
+    utilisation, temperature, which run holds it); the active runs."""
     fleet = client(ctx)
     hosts = list(fleet.hosts.iter())
     active = list(fleet.runs.iter(status=sorted(ACTIVE)))
     pending = fleet.runs.list(status=RunStatus.pending, limit=1).count
+    gpus = [fleet.gpus.get(h.id) for h in hosts if h.capabilities.gpus or h.gpu_probe_status]
     emit(
-        {"hosts": hosts, "active_runs": active, "pending_runs": pending},
+        {"hosts": hosts, "active_runs": active, "pending_runs": pending, "gpus": gpus},
         json,
-        lambda: render.fleet(hosts, active, pending),
+        lambda: render.fleet(hosts, active, pending, gpus),
     )

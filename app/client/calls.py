@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from app.client._core import Call, DockfleetError, body_of, model, nothing
 from app.directives.schemas import DirectivePage, DirectiveRead
+from app.gpus.schemas import GpuInventory
 from app.hosts.schemas import HostHealth, HostPage, HostRead
 from app.runs.schemas import RunLogs, RunPage, RunRead, RunStatus
 from app.tasks.schemas import TaskPage, TaskRead
@@ -109,6 +110,20 @@ class HostCalls:
     def undrain(host_id: int) -> Call[HostRead]:
         """The host takes new runs again."""
         return Call("POST", f"{HOSTS}{host_id}/undrain/", model(HostRead))
+
+
+class GpuCalls:
+    """/api/worker-hosts/{id}/gpus/: what a host's GPU probe found, and a probe now."""
+
+    @staticmethod
+    def get(host_id: int) -> Call[GpuInventory]:
+        """The host's GPU inventory as its last probe found it."""
+        return Call("GET", f"{HOSTS}{host_id}/gpus/", model(GpuInventory))
+
+    @staticmethod
+    def probe(host_id: int) -> Call[GpuInventory]:
+        """Probe the host's GPUs now (`probing` is true when it was still running)."""
+        return Call("POST", f"{HOSTS}{host_id}/gpus/probe/", model(GpuInventory))
 
 
 class DirectiveCalls:

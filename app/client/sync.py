@@ -19,7 +19,7 @@ from app.client._core import (
     resolve_url,
     transport_error,
 )
-from app.client.calls import DirectiveCalls, HostCalls, RunCalls, TaskCalls
+from app.client.calls import DirectiveCalls, GpuCalls, HostCalls, RunCalls, TaskCalls
 from app.directives.schemas import DirectiveRead
 from app.hosts.schemas import HostRead
 from app.runs.schemas import RunRead
@@ -69,6 +69,13 @@ class Hosts(_Room):
         """Every host, page after page."""
         call = HostCalls.list(enabled=enabled, healthy=healthy, limit=page_size)
         return self._client.pages(call)
+
+
+class Gpus(_Room):
+    """client.gpus: each host's GPUs as probes found them."""
+
+    get = _bind(GpuCalls.get)
+    probe = _bind(GpuCalls.probe)
 
 
 class Directives(_Room):
@@ -162,6 +169,7 @@ class DockfleetClient:
             base_url=self.url, headers=auth_headers(token), timeout=timeout
         )
         self.hosts = Hosts(self)
+        self.gpus = Gpus(self)
         self.directives = Directives(self)
         self.tasks = Tasks(self)
         self.runs = Runs(self)

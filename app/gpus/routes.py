@@ -19,6 +19,7 @@ from app.hosts.models import WorkerHost
 from app.openapi import ERRORS
 
 router = APIRouter(prefix="/worker-hosts", tags=["gpus"])
+ANSWER_WITHIN = 20.0  # seconds a POST waits for its probe (clients time out at 30 s)
 
 
 async def _inventory(
@@ -59,7 +60,7 @@ async def host_gpus(host_id: HostId, session: SessionDep, state: StateDep) -> Gp
     response_model=GpuInventory,
     summary="Probe a host's GPUs now",
     responses={
-        202: {"description": "The probe is still running (a pull, say): `probing` is true."},
+        202: {"description": "Still running after 20 s (a pull, say): `probing` is true."},
         **ERRORS(404, 409),
     },
 )
@@ -67,8 +68,8 @@ async def probe_gpus(
     host_id: HostId, session: SessionDep, state: StateDep, response: Response
 ) -> GpuInventory:
     """Run the GPU probe container on the host now (through its connector) and answer with the
-    inventory it wrote; 202 with `probing: true` when it takes longer than
-    DOCKFLEET_GPU_PROBE_TIMEOUT_SECONDS (it goes on). 409 for a disabled host."""
+    inventory it wrote; 202 with `probing: true` when it takes longer than 20 s (a pull of the
+    probe image, say: it goes on in the background). 409 for a disabled host."""
     host = await hosts_store.get_or_raise(session, host_id)
     if not host.enabled:
         raise Conflict(f"worker host {host_id} is disabled: it is never contacted")
@@ -76,7 +77,7 @@ async def probe_gpus(
     await session.commit()  # hold no connection while Docker is asked
     task = prober.probe(host_id)
     try:
-        await asyncio.wait_for(asyncio.shield(task), state.settings.gpu_probe_timeout_seconds)
+        await asyncio.wait_for(asyncio.shield(task), ANSWER_WITHIN)
         probing = False
     except TimeoutError:
         response.status_code = status.HTTP_202_ACCEPTED
