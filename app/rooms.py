@@ -8,13 +8,14 @@ from app.deps import AppState
 
 
 def routers() -> list[APIRouter]:
-    """Routers of directives, tasks, runs and GPUs."""
+    """Routers of directives, tasks, runs, GPUs and the doctor."""
     from app.directives.routes import router as directives_router
+    from app.doctor.routes import router as doctor_router
     from app.gpus.routes import router as gpus_router
     from app.runs.routes import router as runs_router
     from app.tasks.routes import router as tasks_router
 
-    return [directives_router, tasks_router, runs_router, gpus_router]
+    return [directives_router, tasks_router, runs_router, gpus_router, doctor_router]
 
 
 async def start_services(state: AppState) -> None:

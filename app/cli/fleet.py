@@ -126,3 +126,33 @@ def status(ctx: typer.Context, json: JsonOpt = False) -> None:
         json,
         lambda: render.fleet(hosts, active, pending, gpus),
     )
+
+
+_VERDICT_STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
+
+
+def doctor(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Argument(help="The host's id or name.", show_default=False)],
+    json: JsonOpt = False,
+) -> None:
+    """Check a host before trusting it: reachable, Docker version/API, task images, NVIDIA
+    runtime, GPUs found vs declared, free disk on the Docker root, clock skew. One line per
+    check with ok/warn/fail and how to fix it; exit 1 when a check fails."""
+    from rich.markup import escape
+
+    from app.cli.common import host_id, out
+
+    report = client(ctx).hosts.doctor(host_id(ctx, host))
+    if json:
+        emit(report, True, lambda: None)
+    else:
+        console = out()
+        console.print(f"[bold]{escape(report.host_name)} (#{report.host_id})[/]")
+        for c in report.checks:
+            style = _VERDICT_STYLE[c.status]
+            console.print(f"[{style}]{c.status:<4}[/] {c.name:<15} {escape(c.detail)}")
+            if c.fix:
+                console.print(f"     {'':<15} [dim]fix:[/] {escape(c.fix)}")
+    if not report.ok:
+        raise typer.Exit(1)

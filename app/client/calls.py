@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from app.client._core import Call, DockfleetError, body_of, model, nothing
 from app.directives.schemas import DirectivePage, DirectiveRead
+from app.doctor.schemas import DoctorReport
 from app.gpus.schemas import GpuInventory
 from app.hosts.schemas import HostHealth, HostPage, HostRead
 from app.runs.schemas import RunLogs, RunPage, RunRead, RunStatus
@@ -100,6 +101,11 @@ class HostCalls:
         """The heartbeat (sets last_seen_at), or a live Docker check with `check=True`."""
         params = _params(check=True) if check else None
         return Call("GET", f"{HOSTS}{host_id}/health/", model(HostHealth), params=params)
+
+    @staticmethod
+    def doctor(host_id: int) -> Call[DoctorReport]:
+        """Check the host now: reachable, Docker, images, NVIDIA runtime, GPUs, disk, clock."""
+        return Call("POST", f"{HOSTS}{host_id}/doctor/", model(DoctorReport))
 
     @staticmethod
     def drain(host_id: int) -> Call[HostRead]:

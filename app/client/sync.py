@@ -57,6 +57,7 @@ class Hosts(_Room):
     drain = _bind(HostCalls.drain)
     undrain = _bind(HostCalls.undrain)
     accept_host_key = _bind(HostCalls.accept_host_key)
+    doctor = _bind(HostCalls.doctor)
     list = _bind(HostCalls.list)
 
     def iter(

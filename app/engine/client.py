@@ -139,6 +139,20 @@ class DockerClient:
             took = time.monotonic() - started
             raise ImageUnavailable(f"image {image} is still missing after a pull ({took:.1f}s)")
 
+    async def can_pull(self, image: str) -> str | None:
+        """None when the daemon's registry answers for the image (it could be pulled; nothing
+        is downloaded), else why not."""
+        try:
+            async with asyncio.timeout(self.deadlines.call):
+                await self.raw._query_json(f"distribution/{image}/json")
+        except aiodocker.DockerError as exc:
+            if exc.status == 900:
+                raise
+            return str(exc.message)
+        except TimeoutError:
+            return f"no answer from the registry within {self.deadlines.call:g}s"
+        return None
+
     # -- containers -----------------------------------------------------------------------------
 
     async def create(self, spec: ContainerSpec) -> str:

@@ -257,3 +257,51 @@ async def test_twenty_concurrent_gpu_launches_never_share_a_uuid(
     assert gpu_overlaps(log.intervals(daemon), devices) == []
     host = (await client.get(f"/api/worker-hosts/{host_id}/")).json()
     assert host["gpus_in_use"] == [] and host["held_slots"] == 0, host
+
+
+async def test_doctor_says_what_is_wrong_and_how_to_fix_it(
+    fleet: Fleet, app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    gpu = await gpu_host(client, fleet.gpu, uniq("doc-gpu"))
+    r = await client.post(f"/api/worker-hosts/{gpu}/doctor/")
+    assert r.status_code == 200, r.text
+    report = r.json()
+    checks = {c["name"]: c for c in report["checks"]}
+    assert list(checks) == [
+        "reachable", "docker", "images", "nvidia runtime", "gpus", "disk", "clock"
+    ]  # fmt: skip
+    assert checks["reachable"]["status"] == "ok" and checks["docker"]["status"] == "ok"
+    assert "API 1.41" in checks["docker"]["detail"]
+    images = checks["images"]  # the seeded gpu_report image cannot be pulled offline
+    assert images["status"] == "warn" and "nvidia/cuda" in images["detail"], images
+    assert checks["nvidia runtime"]["status"] == "ok"
+    busy = checks["gpus"]  # the A100 is busy elsewhere
+    assert busy["status"] == "warn" and "found 4, declared auto" in busy["detail"], busy
+    assert "GiB free on" in checks["disk"]["detail"] and checks["disk"]["status"] != "fail"
+    assert checks["clock"]["status"] == "ok", checks["clock"]
+    assert report["ok"] is True
+    assert await containers(fleet.gpu, f"dockfleet.doctor={app.state.dockfleet.instance_id}") == []
+
+    await asyncio.to_thread(build_probe_image, fleet.sock.socket_path)
+    cpu = await add_host(
+        client, fleet.sock, uniq("doc-cpu"), gpus=True, gpu_count=2, gpu_probe_image=PROBE_IMAGE
+    )
+    report = (await client.post(f"/api/worker-hosts/{cpu}/doctor/")).json()
+    checks = {c["name"]: c for c in report["checks"]}
+    runtime = checks["nvidia runtime"]
+    assert runtime["status"] == "fail" and "nvidia-ctk runtime configure" in runtime["fix"]
+    assert (
+        checks["gpus"]["status"] == "fail"
+        and "declared 2 GPUs, found 0" in checks["gpus"]["detail"]
+    )
+    assert report["ok"] is False
+
+    r = await client.post(
+        "/api/worker-hosts/",
+        json={"name": uniq("doc-gone"), "type": "docker_socket",
+              "base_url": "unix:///tmp/dockfleet-no-such.sock"},
+    )  # fmt: skip
+    gone = r.json()["id"]
+    report = (await client.post(f"/api/worker-hosts/{gone}/doctor/")).json()
+    assert [c["status"] for c in report["checks"]] == ["fail"] + ["skip"] * 6
+    assert "socket" in report["checks"][0]["fix"]
