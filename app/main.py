@@ -109,5 +109,9 @@ async def stop(state: AppState) -> None:
 
 
 def app_factory() -> Any:
-    """For `uvicorn --factory app.main:app_factory`."""
-    return create_app()
+    """For `uvicorn --factory app.main:app_factory` (logging set up from the settings)."""
+    from app import logs
+
+    settings = Settings()
+    logs.configure(settings)
+    return create_app(settings)

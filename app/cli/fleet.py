@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
 
 from app.cli import render_runs as render
-from app.cli.common import JsonOpt, client, emit, err, fail
+from app.cli.common import JsonOpt, client, emit, err, fail, out, print_line
 from app.runs.schemas import ACTIVE, RunStatus
 
 
@@ -57,8 +58,9 @@ def serve(
     if insecure_no_token:
         changes["insecure_no_token"] = True
     settings = settings.model_copy(update=changes)
-    level = settings.log_level.upper()
-    logging.basicConfig(level=level, format="%(levelname)s:     %(name)s: %(message)s")
+    from app import logs
+
+    logs.configure(settings)
     _check_exposure(settings)
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     err().print(f"applying migrations to {_redacted(settings.database_url)}")
@@ -67,7 +69,13 @@ def serve(
     except Exception as exc:  # a broken database URL or file is the user's to fix, not a bug
         raise fail(f"cannot migrate the database: {type(exc).__name__}: {exc}") from None
     app = create_app(settings, migrate=False)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower())
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        log_config=None if settings.log_format.lower() == "json" else uvicorn.config.LOGGING_CONFIG,
+    )
 
 
 def _check_exposure(settings: Any) -> None:
@@ -113,19 +121,72 @@ def _redacted(url: str) -> str:
         return url.split("@")[-1]
 
 
-def status(ctx: typer.Context, json: JsonOpt = False) -> None:
+def status(
+    ctx: typer.Context,
+    json: JsonOpt = False,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            "-w",
+            help="Redraw on every host or run event (GET /api/events/) until Ctrl-C; with "
+            "--json, one JSON line per redraw.",
+        ),
+    ] = False,
+) -> None:
     """The fleet at a glance: every host's health, staleness, load and GPUs; each GPU (memory,
     utilisation, temperature, which run holds it); the active runs."""
     fleet = client(ctx)
+    if watch:
+        _watch(fleet, json)
+        return
+    snapshot = _snapshot(fleet)
+    emit(snapshot, json, lambda: _drawn(snapshot))
+
+
+def _snapshot(fleet: Any) -> dict[str, Any]:
     hosts = list(fleet.hosts.iter())
     active = list(fleet.runs.iter(status=sorted(ACTIVE)))
     pending = fleet.runs.list(status=RunStatus.pending, limit=1).count
     gpus = [fleet.gpus.get(h.id) for h in hosts if h.capabilities.gpus or h.gpu_probe_status]
-    emit(
-        {"hosts": hosts, "active_runs": active, "pending_runs": pending, "gpus": gpus},
-        json,
-        lambda: render.fleet(hosts, active, pending, gpus),
+    return {"hosts": hosts, "active_runs": active, "pending_runs": pending, "gpus": gpus}
+
+
+def _drawn(snapshot: dict[str, Any]) -> Any:
+    return render.fleet(
+        snapshot["hosts"], snapshot["active_runs"], snapshot["pending_runs"], snapshot["gpus"]
     )
+
+
+def _watch(fleet: Any, json: bool) -> None:
+    """Read the fleet again on each connection (subscribed) and after each event; a terminal
+    gets the table redrawn in place, a pipe one frame (or JSON line) after another."""
+    from rich.live import Live
+
+    from app.client._sse import KEEPALIVE, Resume
+
+    console = out()
+    live = Live(console=console, auto_refresh=False) if console.is_terminal and not json else None
+    try:
+        if live is not None:
+            live.start()
+        for item in fleet.event_stream({}, Resume(None)):
+            if item is KEEPALIVE:
+                continue
+            snapshot = _snapshot(fleet)
+            if json:
+                print_line(snapshot)
+            elif live is not None:
+                live.update(_drawn(snapshot), refresh=True)
+            else:
+                console.print(_drawn(snapshot))
+                console.print()
+                sys.stdout.flush()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if live is not None:
+            live.stop()
 
 
 _VERDICT_STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}

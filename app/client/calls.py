@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from app.client._core import Call, DockfleetError, body_of, model, nothing
 from app.directives.schemas import DirectivePage, DirectiveRead
 from app.doctor.schemas import DoctorReport
+from app.events.schemas import EventPage
 from app.gpus.schemas import GpuInventory
 from app.hosts.schemas import HostHealth, HostPage, HostRead
 from app.runs.schemas import RunLogs, RunPage, RunRead, RunStatus
@@ -22,6 +23,7 @@ HOSTS = "/api/worker-hosts/"
 DIRECTIVES = "/api/directives/"
 TASKS = "/api/tasks/"
 RUNS = "/api/runs/"
+EVENTS = "/api/events/"
 
 
 def _first(page_cls: type[HostPage] | type[DirectivePage], kind: str, name: str) -> Any:
@@ -264,3 +266,21 @@ class RunCalls:
     def follow_logs(run_id: int) -> Call[None]:
         """The live log stream (read as text chunks by the clients, not by `read`)."""
         return Call("GET", f"{RUNS}{run_id}/logs/", nothing, params={"follow": "true"})
+
+
+class EventCalls:
+    """/api/events/: host and run state changes (the stream itself is read by the clients)."""
+
+    @staticmethod
+    def recent(
+        *,
+        types: str | Iterable[str] | None = None,
+        run_id: int | None = None,
+        host_id: int | None = None,
+        after: int | None = None,
+        limit: int | None = None,
+    ) -> Call[EventPage]:
+        """Events after `after` (default: the oldest kept), oldest first, as JSON."""
+        joined = types if types is None or isinstance(types, str) else ",".join(types)
+        params = _params(types=joined, run_id=run_id, host_id=host_id, after=after, limit=limit)
+        return Call("GET", f"{EVENTS}recent/", model(EventPage), params=params)

@@ -26,6 +26,7 @@ from app.engine.client import DockerClient
 from app.engine.containers import ContainerSpec
 from app.engine.endpoint import Endpoint
 from app.errors import ContainerStartFailed, EngineError, ImageUnavailable
+from app.events import store as events
 from app.gpus import store
 from app.gpus.parse import parse, script
 from app.hosts.models import WorkerHost
@@ -133,6 +134,16 @@ class GpuProber:
                 return None
             held |= set(await store.held_ids(session, host_id))
             changes = await store.record(session, host_id, outcome, held, self.limits)
+            for change in changes:  # in the same transaction as the inventory
+                await events.record(
+                    session,
+                    f"gpu.{change.condition}",
+                    host_id=host_id,
+                    host=ep.name,
+                    uuid=change.uuid,
+                    index=change.index,
+                    reason=change.reason,
+                )
         level = logging.INFO if outcome.status in ("ok", "no_runtime") else logging.WARNING
         log.log(level, "GPU probe of %s: %s %s", ep.name, outcome.status, outcome.error or "")
         scheduler = self.state.services.get("scheduler")

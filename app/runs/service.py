@@ -15,6 +15,7 @@ from app import clock
 from app.config import Settings
 from app.directives.models import Directive
 from app.errors import Conflict, InvalidField, NoAvailableHosts, TargetIneligible, not_found
+from app.events import store as events
 from app.gpus import store as gpus_store
 from app.gpus.offer import GpuAsk, GpuState, GpuUse, units_of
 from app.hosts import store as hosts_store
@@ -203,6 +204,7 @@ async def launch(
     ]
     session.add_all(rows)
     await session.flush()
+    await events.record_all(session, [store.run_event(run)])
     return run, rows
 
 

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
-from app import clock
+from app import clock, logs
 from app.deps import AppState
 from app.engine.containers import sleep_backoff
 from app.engine.endpoint import Endpoint
@@ -69,6 +69,7 @@ class Supervisor:
     async def drive(self) -> None:
         """Run until the run is final, re-queued, or no longer ours; never raises but on
         shutdown (an unexpected error is retried, then the run is failed cleanly)."""
+        logs.RUN_ID.set(self.run_id)  # this task's log lines say which run they are about
         errors = 0
         try:
             while True:

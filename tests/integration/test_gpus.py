@@ -206,6 +206,13 @@ async def test_a_vanished_gpu_is_held_out_and_comes_back(
     for host_id in (auto, declared):
         back = by_uuid(await probe(client, host_id))[SPARE4090.uuid]
         assert back["present"] is True and back["available"] is True, back
+    r = await client.get("/api/events/recent/", params={"types": "gpu.*", "host_id": auto})
+    seen = [(e["type"], e["data"]["uuid"]) for e in r.json()["results"]]
+    assert seen == [
+        ("gpu.busy_elsewhere", A100.uuid),  # found busy at the first probe
+        ("gpu.unhealthy", SPARE4090.uuid),  # vanished
+        ("gpu.healthy", SPARE4090.uuid),  # back
+    ], seen
     run = await launch(client, directive, tasks=[pair], target_host_id=auto)
     run = await wait_run(client, run["id"], within=30)
     assert run["status"] == "succeeded", run
