@@ -32,6 +32,9 @@ class GpuProbe(SQLModel, table=True):
     error: str | None = SQLField(default=None, sa_column=Column(Text))
     image: str | None = SQLField(default=None, max_length=300)
     probed_at: datetime = SQLField(default_factory=clock.now, sa_type=UTCDateTime)
+    discovered_at: datetime | None = SQLField(
+        default=None, sa_type=UTCDateTime, description="Last probe that ran nvidia-smi's query."
+    )
     duration_ms: float | None = None
     found: int = 0
     cdi_devices: list[str] = SQLField(default_factory=list, sa_column=Column(JSON))

@@ -76,11 +76,12 @@ class GpuState:
     status: str
     error: str | None = None
     units: tuple[GpuUnit, ...] = ()
+    found_before: bool = False  # an earlier probe discovered the GPUs (the last one may not)
 
     @property
     def discovered(self) -> bool:
-        """A probe has found what the host has."""
-        return self.status in DISCOVERED
+        """A probe has found what the host has (a probe that could not run changes nothing)."""
+        return self.status in DISCOVERED or self.found_before
 
     def present(self) -> list[GpuUnit]:
         return [u for u in self.units if u.present]

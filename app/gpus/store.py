@@ -77,7 +77,7 @@ def unit_of(gpu: Gpu) -> GpuUnit:
 
 async def states(session: AsyncSession, host_ids: list[int] | None = None) -> dict[int, GpuState]:
     """Every probed host's GPU state (two queries for all of them)."""
-    probes = select(GpuProbe.host_id, GpuProbe.status, GpuProbe.error)
+    probes = select(GpuProbe.host_id, GpuProbe.status, GpuProbe.error, GpuProbe.discovered_at)
     gpus = select(Gpu)
     if host_ids is not None:
         probes = probes.where(col(GpuProbe.host_id).in_(host_ids))
@@ -86,8 +86,8 @@ async def states(session: AsyncSession, host_ids: list[int] | None = None) -> di
     for gpu in (await session.exec(gpus)).all():
         units[gpu.host_id].append(unit_of(gpu))
     return {
-        host_id: GpuState(status, error, tuple(units.get(host_id, ())))
-        for host_id, status, error in (await session.exec(probes)).all()
+        host_id: GpuState(status, error, tuple(units.get(host_id, ())), found is not None)
+        for host_id, status, error, found in (await session.exec(probes)).all()
     }
 
 
@@ -217,6 +217,7 @@ async def record(
     probe.cdi_devices = list(outcome.cdi_devices)
     if outcome.status != "error":
         probe.found = sum(1 for g in existing.values() if g.present)
+        probe.discovered_at = probe.probed_at
     await session.flush()
     changes = []
     for uuid, gpu in existing.items():
@@ -248,7 +249,10 @@ async def inventory(
     probe = await probe_of(session, host.id)
     rows = await gpus_of(session, host.id)
     holders = await held_ids(session, host.id)
-    state = GpuState(probe.status, probe.error, tuple(map(unit_of, rows))) if probe else None
+    state = None
+    if probe is not None:
+        units = tuple(map(unit_of, rows))
+        state = GpuState(probe.status, probe.error, units, probe.discovered_at is not None)
     use = GpuUse(units_of(host.caps(), state), set(holders))
     gpus = []
     for gpu in rows:

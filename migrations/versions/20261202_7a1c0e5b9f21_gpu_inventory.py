@@ -36,6 +36,7 @@ def upgrade() -> None:
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("image", sqlmodel.sql.sqltypes.AutoString(length=300), nullable=True),
         sa.Column("probed_at", app.db.UTCDateTime(), nullable=False),
+        sa.Column("discovered_at", app.db.UTCDateTime(), nullable=True),
         sa.Column("duration_ms", sa.Float(), nullable=True),
         sa.Column("found", sa.Integer(), nullable=False),
         sa.Column("cdi_devices", sa.JSON(), nullable=True),

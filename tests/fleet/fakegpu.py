@@ -4,7 +4,7 @@ On a real host the NVIDIA runtime puts the driver's nvidia-smi into the probe co
 the image brings a busybox shell script instead, answering the probe's three queries from CSV
 files baked into the image (rebuild the image to change what the next probe finds). It checks
 that the probe asked for every GPU (`NVIDIA_VISIBLE_DEVICES=all`, which the daemon sets for
-`DeviceRequests` Count -1) and fails like a broken driver when told to.
+`DeviceRequests` Count -1), and fails like a broken driver, or hangs, when told to.
 """
 
 from __future__ import annotations
@@ -26,6 +26,9 @@ COPY nvidia-smi /usr/bin/nvidia-smi
 
 _SCRIPT = b"""#!/bin/sh
 # fake nvidia-smi: answers dockfleet's probe queries from /etc/fakegpu
+if [ -e /etc/fakegpu/hang ]; then
+  exec sleep 600
+fi
 if [ -e /etc/fakegpu/fail ]; then
   cat /etc/fakegpu/fail; exit 9
 fi
@@ -87,7 +90,10 @@ FOREIGN = {A100.uuid: [(4242, "40950")]}
 
 
 def _context(
-    gpus: tuple[FakeGpu, ...], apps: dict[str, list[tuple[int, str]]], fail: str | None
+    gpus: tuple[FakeGpu, ...],
+    apps: dict[str, list[tuple[int, str]]],
+    fail: str | None,
+    hang: bool = False,
 ) -> bytes:
     files = {
         "Dockerfile": (_DOCKERFILE, 0o644),
@@ -103,6 +109,8 @@ def _context(
     }
     if fail is not None:
         files["fakegpu/fail"] = (fail.encode() + b"\n", 0o644)
+    if hang:
+        files["fakegpu/hang"] = (b"", 0o644)
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for name, (data, mode) in files.items():
@@ -118,15 +126,17 @@ def build_probe_image(
     apps: dict[str, list[tuple[int, str]]] | None = None,
     *,
     fail: str | None = None,
+    hang: bool = False,
     tag: str = PROBE_IMAGE,
 ) -> str:
-    """Build (or rebuild) the probe image on a daemon; returns its tag."""
+    """Build (or rebuild) the probe image on a daemon; returns its tag. `fail`: nvidia-smi
+    prints it and exits 9 (a broken driver); `hang`: nvidia-smi never returns."""
     query = urlencode([("t", tag), ("rm", "1"), ("forcerm", "1")])
     status, body = dockerapi.request(
         socket_path,
         "POST",
         f"/build?{query}",
-        body=_context(gpus, FOREIGN if apps is None else apps, fail),
+        body=_context(gpus, FOREIGN if apps is None else apps, fail, hang),
         headers={"Content-Type": "application/x-tar"},
         timeout=120.0,
     )

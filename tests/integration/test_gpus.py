@@ -9,6 +9,8 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
+from tests.conftest import make_settings
+from tests.faults.helpers import running_app, until
 from tests.fleet import Daemon, Fleet
 from tests.fleet.aio import docker_for
 from tests.fleet.fakegpu import (
@@ -312,3 +314,30 @@ async def test_doctor_says_what_is_wrong_and_how_to_fix_it(
     report = (await client.post(f"/api/worker-hosts/{gone}/doctor/")).json()
     assert [c["status"] for c in report["checks"]] == ["fail"] + ["skip"] * 6
     assert "socket" in report["checks"][0]["fix"]
+
+
+async def test_probes_at_the_first_check_on_a_timer_and_within_their_deadline(
+    fleet: Fleet, db_url: str
+) -> None:
+    settings = make_settings(db_url, gpu_probe_seconds=1, gpu_probe_timeout_seconds=2)
+    async with running_app(settings) as (app, client):
+        host_id = await gpu_host(client, fleet.gpu, uniq("gpu-timer"))  # no POST: the check
+
+        async def found(n: int) -> bool:
+            inventory = (await client.get(f"/api/worker-hosts/{host_id}/gpus/")).json()
+            return bool(inventory["status"] == "ok" and inventory["found"] == n)
+
+        await until(lambda: found(4), 15, "the probe after the first good check")
+        without_spare = tuple(g for g in INVENTORY if g is not SPARE4090)
+        await asyncio.to_thread(build_probe_image, fleet.gpu.socket_path, without_spare)
+        await until(lambda: found(3), 15, "the timer's probe noticing the vanished GPU")
+
+        await asyncio.to_thread(build_probe_image, fleet.gpu.socket_path, hang=True)
+        started = asyncio.get_running_loop().time()
+        hung = await probe(client, host_id)
+        took = asyncio.get_running_loop().time() - started
+        assert hung["status"] == "error" and "did not finish within 2s" in hung["error"], hung
+        assert took < 2 + settings.docker_timeout_seconds + 3, took
+        assert hung["found"] == 3 and hung["gpus_free"] == 2  # the inventory as it was
+        label = f"dockfleet.gpu_probe={app.state.dockfleet.instance_id}"
+        assert await containers(fleet.gpu, label) == []  # the hung probe was removed
