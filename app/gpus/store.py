@@ -6,6 +6,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+import sqlalchemy as sa
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -14,6 +15,7 @@ from app.gpus.models import Gpu, GpuInventory, GpuProbe, GpuProcess, GpuRead
 from app.gpus.offer import GpuState, GpuUnit, GpuUse, units_of
 from app.gpus.parse import AppRow, GpuRow, HealthRow, Report
 from app.hosts.holds import GpuHold, SlotHold
+from app.hosts.models import WorkerHost
 
 
 @dataclass
@@ -218,6 +220,9 @@ async def record(
     if outcome.status != "error":
         probe.found = sum(1 for g in existing.values() if g.present)
         probe.discovered_at = probe.probed_at
+        # A plan made on the GPUs as they were must not apply (the placement guard).
+        bump = sa.update(WorkerHost).where(col(WorkerHost.id) == host_id)
+        await session.exec(bump.values(placement_seq=col(WorkerHost.placement_seq) + 1))
     await session.flush()
     changes = []
     for uuid, gpu in existing.items():
