@@ -4,6 +4,11 @@ placement by UUID (busy and vanished GPUs held out), what the daemon hands the c
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -34,8 +39,10 @@ from tests.integration.runs_helpers import (
     uniq,
     wait_run,
 )
+from tests.live_server import live_server
 
 UUIDS = [g.uuid for g in INVENTORY]
+DOCKFLEET = str(Path(sys.executable).with_name("dockfleet"))
 
 
 async def gpu_host(client: httpx.AsyncClient, daemon: Daemon, name: str, **caps: Any) -> int:
@@ -341,3 +348,35 @@ async def test_probes_at_the_first_check_on_a_timer_and_within_their_deadline(
         assert hung["found"] == 3 and hung["gpus_free"] == 2  # the inventory as it was
         label = f"dockfleet.gpu_probe={app.state.dockfleet.instance_id}"
         assert await containers(fleet.gpu, label) == []  # the hung probe was removed
+
+
+def test_the_cli_shows_each_gpu_and_the_doctor(
+    tmp_path: Path, migrated_template: Path, fleet: Fleet
+) -> None:
+    build_probe_image(fleet.gpu.socket_path)
+    with live_server(tmp_path, template=migrated_template) as server:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKFLEET_")}
+        env |= {"DOCKFLEET_URL": server.url, "COLUMNS": "200"}
+
+        def cli(*args: str, code: int = 0) -> str:
+            done = subprocess.run(
+                [DOCKFLEET, *args], env=env, capture_output=True, text=True, timeout=120
+            )
+            print(f"$ dockfleet {' '.join(args)}\n{done.stdout}{done.stderr}")
+            assert done.returncode == code and "Traceback" not in done.stderr
+            return done.stdout
+
+        cli("hosts", "add", "gpubox", "--socket", fleet.gpu.base_url, "--gpus", "auto",
+            "--gpu-probe-image", PROBE_IMAGE, "--max-concurrency", "4")  # fmt: skip
+        cli("hosts", "check", "gpubox")
+        shown = cli("hosts", "gpus", "gpubox", "--probe")
+        assert "declared auto, found 4; 3 free, 0 held, 1 busy elsewhere" in shown
+        assert RTX3060.uuid in shown and "NVIDIA A100-SXM4-80GB" in shown and "pid 4242" in shown
+        status = cli("status")
+        assert "0/4 (3 free, 1 busy elsewhere)" in status
+        assert "40.0/80.0 GiB" in status and "97%" in status and "free" in status
+        doctor = cli("doctor", "gpubox")
+        assert "ok   reachable" in doctor and "ok   nvidia runtime" in doctor
+        assert "warn gpus" in doctor and "fix:" in doctor
+        data = json.loads(cli("status", "--json"))
+        assert [g["uuid"] for g in data["gpus"][0]["gpus"]] == UUIDS
