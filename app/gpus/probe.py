@@ -148,7 +148,7 @@ class GpuProber:
         log.log(level, "GPU probe of %s: %s %s", ep.name, outcome.status, outcome.error or "")
         scheduler = self.state.services.get("scheduler")
         if scheduler is not None:
-            scheduler.host_changed(host_id)
+            scheduler.gpus_changed(host_id)
         if changes:
             for listener in self.on_changes:
                 listener(host_id, changes)

@@ -86,6 +86,11 @@ class Scheduler:
         self.view.dirty.add(host_id)
         self.wake()
 
+    def gpus_changed(self, host_id: int) -> None:
+        """A probe wrote the host's GPUs (and moved its guard): read both before the next pass."""
+        self.view.gpus_dirty.add(host_id)
+        self.host_changed(host_id)
+
     def run_left(self, run_id: int, host_id: int | None, requeued: Need | None) -> None:
         """A supervisor stopped driving a run: its host's holds changed; a re-queued run is
         pending again."""

@@ -68,6 +68,7 @@ class FleetView:
     loads: dict[int, HostLoad] = field(default_factory=dict)
     pending: dict[int, Need] = field(default_factory=dict)
     gpus: dict[int, GpuState] = field(default_factory=dict)  # probed hosts' GPUs
+    gpus_dirty: set[int] = field(default_factory=set)  # hosts a probe wrote since (read again)
     dirty: set[int] = field(default_factory=set)  # hosts to read again before the next pass
     read_at: float = 0.0  # loop time of the last full read
 
@@ -84,6 +85,7 @@ class FleetView:
         await self._host_rows(session, None)
         self.loads = await holds.loads(session)
         self.gpus = await gpus_store.states(session)
+        self.gpus_dirty.clear()
         query = select(  # type: ignore[call-overload]
             Run.id,
             Run.gpu_need,
@@ -106,10 +108,14 @@ class FleetView:
         for host_id in ids:
             self.hosts.pop(host_id, None)
             self.loads.pop(host_id, None)
-            self.gpus.pop(host_id, None)
         await self._host_rows(session, ids)
         self.loads.update(await holds.loads(session, list(ids)))
-        self.gpus.update(await gpus_store.states(session, list(ids)))
+        probed = (ids & self.gpus_dirty) | {i for i in ids if i not in self.hosts}
+        if probed:  # GPUs change only when a probe writes them (or the host is gone)
+            for host_id in probed:
+                self.gpus.pop(host_id, None)
+            self.gpus.update(await gpus_store.states(session, list(probed & self.hosts.keys())))
+            self.gpus_dirty -= probed
         self.dirty -= ids
 
     def host_views(self) -> list[HostView]:

@@ -1,7 +1,7 @@
 """gpu inventory: probes, GPUs by UUID, GPU memory/name asks of tasks and runs
 
 Revision ID: 7a1c0e5b9f21
-Revises: f585b5770648
+Revises: f585b5770648, 4b1e0c9d2f7a (joins the events and the runs-index heads)
 Create Date: 2026-12-02 18:00:00
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 import app.db
 
 revision: str = "7a1c0e5b9f21"
-down_revision: str | None = "f585b5770648"
+down_revision: str | tuple[str, ...] | None = ("f585b5770648", "4b1e0c9d2f7a")
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
