@@ -73,6 +73,8 @@ async def launch_run(
     scheduler: service.SchedulerPort | None = state.services.get("scheduler")
     known = scheduler.known() if scheduler is not None else None
     known_gpus = scheduler.known_gpus() if known is not None and scheduler is not None else None
+    if known_gpus is None:
+        known = None  # a probe's news is not in the view yet: ask the database
     run, tasks = await service.launch(
         session, state.settings, body, state.policy, known[0] if known else None, known_gpus
     )

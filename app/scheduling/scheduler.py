@@ -60,9 +60,9 @@ class Scheduler:
             return None
         return list(self.view.hosts.values()), self.view.loads
 
-    def known_gpus(self) -> dict[int, GpuState]:
-        """The probed hosts' GPUs as last read."""
-        return self.view.gpus
+    def known_gpus(self) -> dict[int, GpuState] | None:
+        """The probed hosts' GPUs as last read (None while a probe's write is not read yet)."""
+        return None if self.view.gpus_dirty else self.view.gpus
 
     def submit(
         self,
