@@ -4,6 +4,7 @@ from sqlmodel import SQLModel
 
 from app.directives.models import Directive
 from app.events.models import Event
+from app.gpus.models import Gpu, GpuProbe
 from app.hosts.holds import GpuHold, SlotHold
 from app.hosts.models import WorkerHost
 from app.meta import Meta
@@ -15,7 +16,9 @@ metadata = SQLModel.metadata
 __all__ = [
     "Directive",
     "Event",
+    "Gpu",
     "GpuHold",
+    "GpuProbe",
     "Meta",
     "Run",
     "RunTask",

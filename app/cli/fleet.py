@@ -171,7 +171,8 @@ def status(
         ),
     ] = False,
 ) -> None:
-    """The fleet at a glance: every host's health, staleness, load and GPUs; the active runs."""
+    """The fleet at a glance: every host's health, staleness, load and GPUs; each GPU (memory,
+    utilisation, temperature, which run holds it); the active runs."""
     fleet = client(ctx)
     if watch:
         _watch(fleet, json)
@@ -184,11 +185,14 @@ def _snapshot(fleet: Any) -> dict[str, Any]:
     hosts = list(fleet.hosts.iter())
     active = list(fleet.runs.iter(status=sorted(ACTIVE)))
     pending = fleet.runs.list(status=RunStatus.pending, limit=1).count
-    return {"hosts": hosts, "active_runs": active, "pending_runs": pending}
+    gpus = [fleet.gpus.get(h.id) for h in hosts if h.capabilities.gpus or h.gpu_probe_status]
+    return {"hosts": hosts, "active_runs": active, "pending_runs": pending, "gpus": gpus}
 
 
 def _drawn(snapshot: dict[str, Any]) -> Any:
-    return render.fleet(snapshot["hosts"], snapshot["active_runs"], snapshot["pending_runs"])
+    return render.fleet(
+        snapshot["hosts"], snapshot["active_runs"], snapshot["pending_runs"], snapshot["gpus"]
+    )
 
 
 def _watch(fleet: Any, json: bool) -> None:
@@ -220,3 +224,33 @@ def _watch(fleet: Any, json: bool) -> None:
     finally:
         if live is not None:
             live.stop()
+
+
+_VERDICT_STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
+
+
+def doctor(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Argument(help="The host's id or name.", show_default=False)],
+    json: JsonOpt = False,
+) -> None:
+    """Check a host before trusting it: reachable, Docker version/API, task images, NVIDIA
+    runtime, GPUs found vs declared, free disk on the Docker root, clock skew. One line per
+    check with ok/warn/fail and how to fix it; exit 1 when a check fails."""
+    from rich.markup import escape
+
+    from app.cli.common import host_id, out
+
+    report = client(ctx).hosts.doctor(host_id(ctx, host))
+    if json:
+        emit(report, True, lambda: None)
+    else:
+        console = out()
+        console.print(f"[bold]{escape(report.host_name)} (#{report.host_id})[/]")
+        for c in report.checks:
+            style = _VERDICT_STYLE[c.status]
+            console.print(f"[{style}]{c.status:<4}[/] {c.name:<15} {escape(c.detail)}")
+            if c.fix:
+                console.print(f"     {'':<15} [dim]fix:[/] {escape(c.fix)}")
+    if not report.ok:
+        raise typer.Exit(1)

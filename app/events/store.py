@@ -44,7 +44,7 @@ log = logging.getLogger("dockfleet.events")
 GAP_GRACE_SECONDS = 10.0
 TABLE: Table = Event.__table__  # type: ignore[attr-defined]
 _PENDING = "dockfleet_events"  # key of the events waiting for the caller's commit
-_WARN = {"run.failed", "host.unhealthy"}  # logged as warnings
+_WARN = {"run.failed", "host.unhealthy", "gpu.unhealthy"}  # logged as warnings
 
 
 def _row(

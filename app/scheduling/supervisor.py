@@ -58,6 +58,7 @@ class Supervisor:
         self.poke = asyncio.Event()
         self.host_id: int | None = None
         self.gpu_need = 0
+        self.gpu_filters: tuple[int, str | None] = (0, None)
         self.target_host_id: int | None = None
         # Set once a cancel has an answer: the stop was confirmed, or it cannot be done yet.
         self.settled = asyncio.Event()
@@ -113,6 +114,7 @@ class Supervisor:
             ep = Endpoint.of(host)
             self.host_id = host.id
             self.gpu_need, self.target_host_id = run.gpu_need, run.target_host_id
+            self.gpu_filters = (run.gpu_memory_mb or 0, run.gpu_name)
             current = next((t for t in tasks if t.status in ("pending", "running")), None)
             if self._cancel_wanted(run):
                 await self._cancel(run, current, ep)
@@ -382,7 +384,9 @@ class Supervisor:
             return True  # host flaky: try the same attempt again
         if out.host_lost:
             if await self.records.host_lost(task, out.error) == RunStatus.pending:
-                self.requeued = Need(self.run_id, self.gpu_need, self.target_host_id)
+                self.requeued = Need(
+                    self.run_id, self.gpu_need, self.target_host_id, False, *self.gpu_filters
+                )
             return False
         cancelled = out.status == TaskStatus.cancelled or self.cancel.is_set()
         retry = out.status == TaskStatus.failed and retries_left(task) and not cancelled
