@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
-from tests import pgtemplate
 from tests.events.sse import Stream, open_stream
 from tests.fleet import Fleet
 from tests.integration.runs_helpers import (
@@ -35,18 +35,12 @@ from tests.integration.runs_helpers import (
     uniq,
     wait_run,
 )
-from tests.integration.test_runs_multiprocess import two_servers
+from tests.integration.test_runs_multiprocess import replicas
 from tests.integration.test_runs_recovery import Server
 from tests.live_server import ROOT
 
+POSTGRESQL = pytest.param("postgresql", marks=pytest.mark.postgresql)
 RUN_FINAL = ("run.succeeded", "run.failed", "run.cancelled")
-
-
-def _database() -> dict[str, str]:
-    """PostgreSQL when the tests are given one, else the server's own SQLite file."""
-    return (
-        {"DOCKFLEET_DATABASE_URL": pgtemplate.fresh_database()} if pgtemplate.server_url() else {}
-    )
 
 
 async def _run_events(stream: Stream, run_id: int, within: float = 60) -> list[dict[str, Any]]:
@@ -64,7 +58,7 @@ class TokenServer(Server):
     """A Server whose API (and full /healthz) needs its token."""
 
     def __init__(self, workdir: Path, token: str, **env: str) -> None:
-        super().__init__(workdir, DOCKFLEET_API_TOKEN=token, **env)
+        super().__init__(workdir, cli=False, prefix=(), DOCKFLEET_API_TOKEN=token, **env)
         self.token = token
 
     async def start(self) -> None:
@@ -93,7 +87,7 @@ async def _started(*servers: Server) -> AsyncIterator[None]:
 
 
 async def test_a_run_on_the_fleet_streams_its_lifecycle_and_logs_json_lines(
-    fleet: Fleet, tmp_path: Path
+    fleet: Fleet, tmp_path: Path, db_url: str
 ) -> None:
     token = secrets.token_urlsafe(24)
     server = TokenServer(
@@ -101,7 +95,7 @@ async def test_a_run_on_the_fleet_streams_its_lifecycle_and_logs_json_lines(
         token,
         DOCKFLEET_LOG_FORMAT="json",
         DOCKFLEET_LOG_LEVEL="info",
-        **_database(),
+        DOCKFLEET_DATABASE_URL=db_url,
     )
     auth = {"Authorization": f"Bearer {token}"}
     async with (
@@ -154,10 +148,11 @@ async def test_a_run_on_the_fleet_streams_its_lifecycle_and_logs_json_lines(
     assert [r["host_id"] for r in flips] == [host_id]
 
 
+@pytest.mark.parametrize("db_backend", ["sqlite", POSTGRESQL], indirect=True)
 async def test_two_processes_on_one_database_stream_each_others_events(
-    fleet: Fleet, tmp_path: Path
+    fleet: Fleet, tmp_path: Path, db_url: str
 ) -> None:
-    one, two = two_servers(tmp_path)
+    one, two = replicas(tmp_path, db_url, 2)
     async with _started(one, two), one.client() as a, two.client() as b:
         last = await _stream_across(fleet, a, b)
         await a.post(f"/api/worker-hosts/{last[1]}/drain/")  # made on one, resumed on the other
@@ -210,9 +205,9 @@ async def _cli(url: str, *args: str, within: float = 90) -> tuple[int, str, str]
 
 
 async def test_cli_wait_follow_and_status_watch_ride_the_stream(
-    fleet: Fleet, tmp_path: Path
+    fleet: Fleet, tmp_path: Path, db_url: str
 ) -> None:
-    server = Server(tmp_path, **_database())
+    server = Server(tmp_path, DOCKFLEET_DATABASE_URL=db_url)
     async with _started(server), server.client() as http:
         host_id = await add_host(http, fleet.sock, uniq("ev-cli"))
         ok = await add_task(http, uniq("ev-cli-ok"), "sleep 3; echo cli-done")
