@@ -101,6 +101,19 @@ class Settings(BaseSettings):
     reconcile_interval_seconds: float = Field(
         120, ge=0, description="Seconds between reconciler passes; 0 runs it only at start-up."
     )
+    schedule_poll_seconds: float = Field(
+        30,
+        gt=0,
+        le=3600,
+        description="The schedule loop sleeps until the next fire time, but re-reads the "
+        "schedules at least this often (changes made on another replica).",
+    )
+    schedule_grace_seconds: float = Field(
+        60,
+        gt=0,
+        description="A fire found later than this after its time (no dockfleet was running) is "
+        "missed: skipped (catch_up none) or fired once for the latest time (catch_up latest).",
+    )
     lease_seconds: float = Field(
         30,
         ge=3,

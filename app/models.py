@@ -7,6 +7,7 @@ from app.hosts.holds import GpuHold, SlotHold
 from app.hosts.models import WorkerHost
 from app.meta import Meta
 from app.runs.models import Run, RunTask
+from app.schedules.models import Schedule, ScheduleFire
 from app.tasks.models import TaskDefinition
 
 metadata = SQLModel.metadata
@@ -17,6 +18,8 @@ __all__ = [
     "Meta",
     "Run",
     "RunTask",
+    "Schedule",
+    "ScheduleFire",
     "SlotHold",
     "TaskDefinition",
     "WorkerHost",

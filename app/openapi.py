@@ -152,6 +152,27 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         },
     },
     "task_patch": {"summary": "Disable a task", "value": {"enabled": False}},
+    "schedule": {
+        "summary": "Every night at 02:30 in Berlin",
+        "value": {
+            "name": "nightly-triage",
+            "directive_id": 1,
+            "tasks": ["log_triage"],
+            "cron": "30 2 * * *",
+            "timezone": "Europe/Berlin",
+        },
+    },
+    "schedule_queue": {
+        "summary": "Every 15 minutes on weekdays, queued behind a slow run",
+        "value": {
+            "name": "quarter-hourly",
+            "directive_id": 1,
+            "cron": "*/15 * * * mon-fri",
+            "overlap": "queue",
+            "catch_up": "latest",
+        },
+    },
+    "schedule_patch": {"summary": "Pause a schedule", "value": {"enabled": False}},
     "launch_default": {
         "summary": "Launch with default task selection",
         "value": {"directive_id": 1},

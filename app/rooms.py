@@ -8,16 +8,17 @@ from app.deps import AppState
 
 
 def routers() -> list[APIRouter]:
-    """Routers of directives, tasks and runs."""
+    """Routers of directives, tasks, runs and schedules."""
     from app.directives.routes import router as directives_router
     from app.runs.routes import router as runs_router
+    from app.schedules.routes import router as schedules_router
     from app.tasks.routes import router as tasks_router
 
-    return [directives_router, tasks_router, runs_router]
+    return [directives_router, tasks_router, runs_router, schedules_router]
 
 
 async def start_services(state: AppState) -> None:
-    """Start the reconciler (adopts what survived a restart) and the scheduler."""
+    """Start the reconciler (adopts what survived a restart), the scheduler, the schedules."""
     from app.scheduling.reconciler import Reconciler
     from app.scheduling.scheduler import Scheduler
 
@@ -31,11 +32,16 @@ async def start_services(state: AppState) -> None:
         state.monitor.on_failure.append(scheduler.host_trouble)
     reconciler.start()
     scheduler.start()
+    from app.schedules.firing import Firer
+
+    firer = Firer(state)
+    state.services["schedules"] = firer
+    firer.start()
 
 
 async def stop_services(state: AppState) -> None:
     """Stop what start_services started."""
-    for name in ("reconciler", "scheduler"):
+    for name in ("schedules", "reconciler", "scheduler"):
         service = state.services.pop(name, None)
         if service is not None:
             await service.stop()

@@ -69,6 +69,11 @@ class Run(SQLModel, table=True):
         default=None,
         sa_column=Column(Integer, ForeignKey("worker_hosts.id", ondelete="SET NULL")),
     )
+    schedule_id: int | None = SQLField(
+        default=None,
+        sa_column=Column(Integer, ForeignKey("schedules.id", ondelete="SET NULL"), index=True),
+        description="The schedule that fired the run (null: launched by hand).",
+    )
     gpu_need: int = 0
     gpu_device_ids: list[str] = SQLField(default_factory=list, sa_column=Column(JSON))
     placements: int = SQLField(default=0, description="How many times the run was placed.")

@@ -109,6 +109,7 @@ class RunRead(BaseModel):
     worker_host_id: int | None
     worker_host_name: str | None
     target_host_id: int | None
+    schedule_id: int | None = Field(None, description="The schedule that fired it, if one did.")
     gpu_need: int
     gpu_device_ids: list[str]
     placements: int

@@ -130,8 +130,12 @@ async def launch(
     body: LaunchRequest,
     policy: TaskPolicy,
     known: Iterable[Any] | None = None,
+    *,
+    schedule_id: int | None = None,
 ) -> tuple[Run, list[RunTask]]:
-    """Validate everything, then create the run and its tasks as pending (caller commits)."""
+    """Validate everything, then create the run and its tasks as pending (caller commits).
+
+    Every refusal is raised before anything is written (a schedule's fire relies on it)."""
     directive = await session.get(Directive, body.directive_id)
     if directive is None:
         raise not_found("directive", body.directive_id)
@@ -148,6 +152,7 @@ async def launch(
         directive_id=directive.id,
         directive_snapshot=directive.snapshot(),
         target_host_id=body.target_host_id,
+        schedule_id=schedule_id,
         gpu_need=gpu_need,
     )
     session.add(run)
