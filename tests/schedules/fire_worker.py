@@ -14,16 +14,23 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from sqlmodel import col, select
+
 from app import clock
 from app.config import Settings
 from app.db import Database
 from app.deps import AppState
 from app.schedules.firing import Firer
+from app.schedules.models import Schedule
 from app.tasks.policy import TaskPolicy
 
 
+def _stopped(stop_file: Path) -> bool:
+    return stop_file.exists()
+
+
 async def main(url: str, clock_file: Path, stop_file: Path) -> int:
-    settings = Settings(  # type: ignore[call-arg]
+    settings = Settings(
         _env_file=None,
         database_url=url,
         stale_after_seconds=10**9,
@@ -37,13 +44,9 @@ async def main(url: str, clock_file: Path, stop_file: Path) -> int:
     claimed = 0
     deadline = time.monotonic() + 120  # bounded, whatever the test does
     with clock.use(lambda: datetime.fromisoformat(clock_file.read_text().strip())):
-        while not stop_file.exists() and time.monotonic() < deadline:
+        while not _stopped(stop_file) and time.monotonic() < deadline:
             now = clock.now()
             async with db.sessions() as session:
-                from sqlmodel import col, select
-
-                from app.schedules.models import Schedule
-
                 due = (
                     await session.exec(select(Schedule).where(col(Schedule.next_fire_at) <= now))
                 ).all()

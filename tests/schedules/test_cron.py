@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime
 
 import pytest
@@ -24,8 +25,8 @@ def fires(expr: str, start: datetime, n: int, tz: str = "UTC") -> list[str]:
     return out
 
 
-def at(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+def at(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 def test_fields_ranges_steps_lists_and_names() -> None:
@@ -173,7 +174,7 @@ def test_fall_back_wildcard_jobs_fire_in_both_passes() -> None:
         assert nxt is not None
         instants.append(nxt)
         t = nxt
-    assert [(b - a).total_seconds() for a, b in zip(instants, instants[1:], strict=False)] == [
+    assert [(b - a).total_seconds() for a, b in itertools.pairwise(instants)] == [
         1800.0
     ] * 5  # every 30 minutes of real time, through the repeated hour
 
