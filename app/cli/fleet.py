@@ -114,13 +114,30 @@ def _redacted(url: str) -> str:
 
 
 def status(ctx: typer.Context, json: JsonOpt = False) -> None:
-    """The fleet at a glance: every host's health, staleness, load and GPUs; the active runs."""
+    """The fleet at a glance: every host's health, staleness, load and GPUs; the active runs;
+    the next fires of the schedules."""
     fleet = client(ctx)
     hosts = list(fleet.hosts.iter())
     active = list(fleet.runs.iter(status=sorted(ACTIVE)))
     pending = fleet.runs.list(status=RunStatus.pending, limit=1).count
+    planned = list(fleet.schedules.iter(enabled=True))
+    upcoming = sorted(
+        (s for s in planned if s.next_fire_at is not None), key=lambda s: s.next_fire_at or 0
+    )[:5]
     emit(
-        {"hosts": hosts, "active_runs": active, "pending_runs": pending},
+        {"hosts": hosts, "active_runs": active, "pending_runs": pending, "next_fires": upcoming},
         json,
-        lambda: render.fleet(hosts, active, pending),
+        lambda: _with_fires(render.fleet(hosts, active, pending), upcoming),
     )
+
+
+def _with_fires(fleet_view: Any, upcoming: list[Any]) -> Any:
+    """The fleet view, then the next fires of the schedules (when there are any)."""
+    from rich.console import Group
+    from rich.text import Text
+
+    from app.cli.schedules import next_fires
+
+    if not upcoming:
+        return fleet_view
+    return Group(fleet_view, Text(""), Text("next fires", "bold"), next_fires(upcoming))

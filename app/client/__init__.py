@@ -16,6 +16,7 @@ from app.client.sync import DockfleetClient
 from app.directives.schemas import DirectivePage, DirectiveRead
 from app.hosts.schemas import HostCreate, HostHealth, HostPage, HostRead, HostType, HostUpdate
 from app.runs.schemas import RunLogs, RunPage, RunRead, RunStatus
+from app.schedules.schemas import FirePage, FireRead, RunNowRead, SchedulePage, ScheduleRead
 from app.tasks.schemas import TaskPage, TaskRead
 
 __all__ = [
@@ -25,6 +26,8 @@ __all__ = [
     "DirectiveRead",
     "DockfleetClient",
     "DockfleetError",
+    "FirePage",
+    "FireRead",
     "HostCreate",
     "HostHealth",
     "HostPage",
@@ -32,10 +35,13 @@ __all__ = [
     "HostType",
     "HostUpdate",
     "RunLogs",
+    "RunNowRead",
     "RunPage",
     "RunRead",
     "RunStatus",
     "RunWaitTimeout",
+    "SchedulePage",
+    "ScheduleRead",
     "TaskPage",
     "TaskRead",
 ]

@@ -19,10 +19,11 @@ from app.client._core import (
     resolve_url,
     transport_error,
 )
-from app.client.calls import DirectiveCalls, HostCalls, RunCalls, TaskCalls
+from app.client.calls import DirectiveCalls, HostCalls, RunCalls, ScheduleCalls, TaskCalls
 from app.directives.schemas import DirectiveRead
 from app.hosts.schemas import HostRead
 from app.runs.schemas import RunRead
+from app.schedules.schemas import ScheduleRead
 from app.tasks.schemas import TaskRead
 
 P = ParamSpec("P")
@@ -140,6 +141,24 @@ class Runs(_Room):
             await asyncio.sleep(waiter.delay(run))
 
 
+class Schedules(_Room):
+    """client.schedules: cron schedules that launch runs, their fires, run-now."""
+
+    get = _bind(ScheduleCalls.get)
+    create = _bind(ScheduleCalls.create)
+    update = _bind(ScheduleCalls.update)
+    delete = _bind(ScheduleCalls.delete)
+    run_now = _bind(ScheduleCalls.run_now)
+    fires = _bind(ScheduleCalls.fires)
+    list = _bind(ScheduleCalls.list)
+
+    def iter(
+        self, *, enabled: bool | None = None, page_size: int | None = None
+    ) -> AsyncIterator[ScheduleRead]:
+        """Every schedule, page after page."""
+        return self._client.pages(ScheduleCalls.list(enabled=enabled, limit=page_size))
+
+
 class AsyncDockfleetClient:
     """Asyncio client: `async with AsyncDockfleetClient() as fleet: await fleet.hosts.list()`.
 
@@ -163,6 +182,7 @@ class AsyncDockfleetClient:
         self.directives = Directives(self)
         self.tasks = Tasks(self)
         self.runs = Runs(self)
+        self.schedules = Schedules(self)
 
     async def __aenter__(self) -> AsyncDockfleetClient:
         return self

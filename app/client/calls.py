@@ -12,6 +12,7 @@ from app.client._core import Call, DockfleetError, body_of, model, nothing
 from app.directives.schemas import DirectivePage, DirectiveRead
 from app.hosts.schemas import HostHealth, HostPage, HostRead
 from app.runs.schemas import RunLogs, RunPage, RunRead, RunStatus
+from app.schedules.schemas import FirePage, RunNowRead, SchedulePage, ScheduleRead
 from app.tasks.schemas import TaskPage, TaskRead
 
 Body = BaseModel | Mapping[str, Any] | None
@@ -20,6 +21,7 @@ HOSTS = "/api/worker-hosts/"
 DIRECTIVES = "/api/directives/"
 TASKS = "/api/tasks/"
 RUNS = "/api/runs/"
+SCHEDULES = "/api/schedules/"
 
 
 def _first(page_cls: type[HostPage] | type[DirectivePage], kind: str, name: str) -> Any:
@@ -243,3 +245,53 @@ class RunCalls:
     def follow_logs(run_id: int) -> Call[None]:
         """The live log stream (read as text chunks by the clients, not by `read`)."""
         return Call("GET", f"{RUNS}{run_id}/logs/", nothing, params={"follow": "true"})
+
+
+def _schedule_path(key: int | str) -> str:
+    return f"{SCHEDULES}{quote(str(key), safe='')}/"
+
+
+class ScheduleCalls:
+    """/api/schedules/: cron schedules that launch runs, by id or by name."""
+
+    @staticmethod
+    def list(
+        *, enabled: bool | None = None, limit: int | None = None, offset: int | None = None
+    ) -> Call[SchedulePage]:
+        """One page of schedules (filter: enabled)."""
+        params = _params(enabled=enabled, limit=limit, offset=offset)
+        return Call("GET", SCHEDULES, model(SchedulePage), params=params)
+
+    @staticmethod
+    def get(key: int | str, fires: int | None = None) -> Call[ScheduleRead]:
+        """One schedule with `next_fire_at` and its last `fires` (default 20)."""
+        return Call("GET", _schedule_path(key), model(ScheduleRead), params=_params(fires=fires))
+
+    @staticmethod
+    def create(body: Body = None, /, **fields: Any) -> Call[ScheduleRead]:
+        """Create a schedule: `name`, `directive_id`, `cron`, optionally `timezone`, `tasks`,
+        `target_host_id`, `overlap` (skip/queue/allow), `catch_up` (none/latest), `enabled`."""
+        return Call("POST", SCHEDULES, model(ScheduleRead), json=body_of(body, fields))
+
+    @staticmethod
+    def update(key: int | str, body: Body = None, /, **fields: Any) -> Call[ScheduleRead]:
+        """Change the fields given (e.g. `enabled=False`)."""
+        return Call("PATCH", _schedule_path(key), model(ScheduleRead), json=body_of(body, fields))
+
+    @staticmethod
+    def delete(key: int | str) -> Call[None]:
+        """Delete a schedule and its history (its runs stay)."""
+        return Call("DELETE", _schedule_path(key), nothing)
+
+    @staticmethod
+    def run_now(key: int | str) -> Call[RunNowRead]:
+        """Fire once now (a refused launch raises as runs.launch would, and is recorded)."""
+        return Call("POST", f"{_schedule_path(key)}run-now/", model(RunNowRead))
+
+    @staticmethod
+    def fires(
+        key: int | str, *, limit: int | None = None, offset: int | None = None
+    ) -> Call[FirePage]:
+        """One page of the schedule's fires, newest first."""
+        params = _params(limit=limit, offset=offset)
+        return Call("GET", f"{_schedule_path(key)}fires/", model(FirePage), params=params)
