@@ -146,6 +146,28 @@ class Settings(BaseSettings):
         pattern=r"(?i)^(debug|info|warning|error|critical)$",
         description="Python log level: debug, info, warning, error or critical.",
     )
+    log_format: str = Field(
+        "text",
+        pattern=r"(?i)^(text|json)$",
+        description="`text` for people; `json`: one JSON object per line (time, level, logger, "
+        "message, run_id/host_id where they apply).",
+    )
+    events_poll_seconds: float = Field(
+        0.5,
+        gt=0,
+        le=10,
+        description="An event stream looks for events of other replicas this often (those of "
+        "its own process reach it at once).",
+    )
+    events_keepalive_seconds: float = Field(
+        15, gt=0, le=300, description="An idle event stream sends a keep-alive comment this often."
+    )
+    events_keep: int = Field(
+        100_000, ge=100, description="At most this many events are kept (the newest)."
+    )
+    events_keep_days: float = Field(
+        7, gt=0, description="Events older than this many days are deleted."
+    )
 
     @field_validator("allowed_networks")
     @classmethod

@@ -101,7 +101,7 @@ class InvalidField(AppError):
 
     def __init__(self, field: str | Sequence[str | int], message: str) -> None:
         parts = [field] if isinstance(field, str) else list(field)
-        loc = parts if parts[0] in ("query", "path") else ["body", *parts]
+        loc = parts if parts[0] in ("query", "path", "header") else ["body", *parts]
         super().__init__([{"loc": loc, "msg": message, "type": "value_error"}])
 
 

@@ -3,6 +3,7 @@
 from sqlmodel import SQLModel
 
 from app.directives.models import Directive
+from app.events.models import Event
 from app.hosts.holds import GpuHold, SlotHold
 from app.hosts.models import WorkerHost
 from app.meta import Meta
@@ -14,6 +15,7 @@ metadata = SQLModel.metadata
 
 __all__ = [
     "Directive",
+    "Event",
     "GpuHold",
     "Meta",
     "Run",

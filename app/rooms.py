@@ -8,17 +8,21 @@ from app.deps import AppState
 
 
 def routers() -> list[APIRouter]:
-    """Routers of directives, tasks, runs and schedules."""
+    """Routers of directives, tasks, runs, events and schedules."""
     from app.directives.routes import router as directives_router
+    from app.events.routes import router as events_router
     from app.runs.routes import router as runs_router
     from app.schedules.routes import router as schedules_router
     from app.tasks.routes import router as tasks_router
 
-    return [directives_router, tasks_router, runs_router, schedules_router]
+    return [directives_router, tasks_router, runs_router, events_router, schedules_router]
 
 
 async def start_services(state: AppState) -> None:
-    """Start the reconciler (adopts what survived a restart), the scheduler, the schedules."""
+    """Start the reconciler (adopts what survived a restart), the scheduler, the event janitor,
+    the schedules' firing loop."""
+    from app.events.janitor import Janitor
+    from app.schedules.firing import Firer
     from app.scheduling.reconciler import Reconciler
     from app.scheduling.scheduler import Scheduler
 
@@ -30,18 +34,17 @@ async def start_services(state: AppState) -> None:
         state.monitor.sweeper = reconciler.sweep  # a host that failed a check is swept first
         state.monitor.on_change.append(scheduler.host_changed)
         state.monitor.on_failure.append(scheduler.host_trouble)
+    state.services["events_janitor"] = Janitor(state)
     reconciler.start()
     scheduler.start()
-    from app.schedules.firing import Firer
-
-    firer = Firer(state)
-    state.services["schedules"] = firer
-    firer.start()
+    state.services["events_janitor"].start()
+    state.services["schedules"] = Firer(state)
+    state.services["schedules"].start()
 
 
 async def stop_services(state: AppState) -> None:
     """Stop what start_services started."""
-    for name in ("schedules", "reconciler", "scheduler"):
+    for name in ("schedules", "events_janitor", "reconciler", "scheduler"):
         service = state.services.pop(name, None)
         if service is not None:
             await service.stop()

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import functools
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import httpx
@@ -12,15 +13,33 @@ import httpx
 from app.client._core import (
     DEFAULT_TIMEOUT,
     Call,
+    DockfleetError,
     Page,
+    RunWaitTimeout,
     Waiter,
     auth_headers,
     error_from,
     resolve_url,
     transport_error,
 )
+<<<<<<< HEAD
 from app.client.calls import DirectiveCalls, HostCalls, RunCalls, ScheduleCalls, TaskCalls
+=======
+from app.client._sse import (
+    EVENTS,
+    KEEPALIVE,
+    OPEN,
+    READ_TIMEOUT,
+    RECONNECT_SECONDS,
+    Decoder,
+    Resume,
+    retryable,
+    stream_params,
+)
+from app.client.calls import DirectiveCalls, EventCalls, HostCalls, RunCalls, TaskCalls
+>>>>>>> helper/events
 from app.directives.schemas import DirectiveRead
+from app.events.schemas import EventPage, EventRead
 from app.hosts.schemas import HostRead
 from app.runs.schemas import RunRead
 from app.schedules.schemas import ScheduleRead
@@ -34,6 +53,12 @@ ItemT = TypeVar("ItemT")
 class _Room:
     def __init__(self, client: AsyncDockfleetClient) -> None:
         self._client = client
+
+
+async def _only_events(stream: AsyncIterator[EventRead | object]) -> AsyncIterator[EventRead]:
+    async for item in stream:
+        if isinstance(item, EventRead):
+            yield item
 
 
 def _bind(
@@ -125,20 +150,66 @@ class Runs(_Room):
     async def wait_for_run(
         self,
         run_id: int,
-        timeout: float | None = None,  # noqa: ASYNC109 - polls; RunWaitTimeout keeps the run
+        timeout: float | None = None,  # noqa: ASYNC109 - RunWaitTimeout keeps the run
         *,
         interval: float = 1.0,
         on_update: Callable[[RunRead], object] | None = None,
     ) -> RunRead:
-        """Poll until the run is succeeded, failed or cancelled; RunWaitTimeout after `timeout`."""
-        waiter = Waiter(timeout, interval)
+        """Until the run is succeeded, failed or cancelled; RunWaitTimeout after `timeout`.
+
+        Woken by the run's events (GET /api/events/?run_id=); a server without the event
+        stream is polled every `interval` seconds instead."""
+        seen: builtins.list[RunRead] = []
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._watch(run_id, interval, on_update, seen)
+        except TimeoutError as exc:
+            if isinstance(exc, DockfleetError):
+                raise
+            assert timeout is not None
+            raise RunWaitTimeout(seen[-1] if seen else await self.get(run_id), timeout) from None
+
+    async def _watch(
+        self,
+        run_id: int,
+        interval: float,
+        on_update: Callable[[RunRead], object] | None,
+        seen: builtins.list[RunRead],
+    ) -> RunRead:
+        stream = self._client.event_stream(stream_params("run.*", run_id, None, None), Resume(None))
+        try:
+            async for item in stream:
+                if item is KEEPALIVE:
+                    continue
+                run = await self.get(run_id)  # subscribed (or an event came): read it now
+                seen.append(run)
+                if on_update is not None:
+                    on_update(run)
+                if Waiter.done(run):
+                    return run
+        except DockfleetError as exc:
+            if exc.status != 404:
+                raise
+        finally:
+            await stream.aclose()
+        return await self._poll(run_id, interval, on_update, seen)
+
+    async def _poll(
+        self,
+        run_id: int,
+        interval: float,
+        on_update: Callable[[RunRead], object] | None,
+        seen: builtins.list[RunRead],
+    ) -> RunRead:
+        """For a server without /api/events/."""
         while True:
             run = await self.get(run_id)
+            seen.append(run)
             if on_update is not None:
                 on_update(run)
-            if waiter.done(run):
+            if Waiter.done(run):
                 return run
-            await asyncio.sleep(waiter.delay(run))
+            await asyncio.sleep(interval)
 
 
 class Schedules(_Room):
@@ -228,6 +299,57 @@ class AsyncDockfleetClient:
                     yield chunk
         except httpx.TransportError as exc:
             raise transport_error(self.url, exc) from None
+
+    def events(
+        self,
+        *,
+        types: str | list[str] | None = None,
+        run_id: int | None = None,
+        host_id: int | None = None,
+        after: int | None = None,
+        reconnect_seconds: float = RECONNECT_SECONDS,
+    ) -> AsyncIterator[EventRead]:
+        """Host and run state changes as they happen (GET /api/events/), forever: reconnects
+        with Last-Event-ID after a drop; DockfleetError once the server is away longer than
+        `reconnect_seconds`. `after`: replay from this id (default: from now). A `stream.reset`
+        event means events were missed (no longer kept): re-read the state."""
+        params = stream_params(types, run_id, host_id, after)
+        return _only_events(self.event_stream(params, Resume(after, reconnect_seconds)))
+
+    async def recent_events(self, **filters: Any) -> EventPage:
+        """A page of events after `after` (JSON; filters as `events`, and `limit`)."""
+        return await self.send(EventCalls.recent(**filters))
+
+    async def event_stream(
+        self, params: dict[str, Any], resume: Resume
+    ) -> AsyncGenerator[EventRead | object, None]:
+        """Events, KEEPALIVE for keep-alives and OPEN on each connection, reconnecting."""
+        timeout = httpx.Timeout(self.timeout, read=READ_TIMEOUT)
+        while True:
+            try:
+                async with self._http.stream(
+                    "GET", EVENTS, params=params, headers=resume.headers(), timeout=timeout
+                ) as response:
+                    if response.is_error:
+                        await response.aread()
+                        raise error_from(response)
+                    resume.connected()
+                    yield OPEN
+                    decoder = Decoder()
+                    async for line in response.aiter_lines():
+                        item = decoder.line(line)
+                        if isinstance(item, EventRead):
+                            resume.seen(item)
+                        if item is not None:
+                            yield item
+                error = DockfleetError(None, "the event stream ended")
+            except httpx.TransportError as exc:
+                error = transport_error(self.url, exc)
+            except DockfleetError as exc:
+                if not retryable(exc.status):
+                    raise
+                error = exc
+            await asyncio.sleep(resume.retry_in(error))
 
     async def wait_for_run(
         self,

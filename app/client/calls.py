@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from app.client._core import Call, DockfleetError, body_of, model, nothing
 from app.directives.schemas import DirectivePage, DirectiveRead
+from app.events.schemas import EventPage
 from app.hosts.schemas import HostHealth, HostPage, HostRead
 from app.runs.schemas import RunLogs, RunPage, RunRead, RunStatus
 from app.schedules.schemas import FirePage, RunNowRead, SchedulePage, ScheduleRead
@@ -21,7 +22,11 @@ HOSTS = "/api/worker-hosts/"
 DIRECTIVES = "/api/directives/"
 TASKS = "/api/tasks/"
 RUNS = "/api/runs/"
+<<<<<<< HEAD
 SCHEDULES = "/api/schedules/"
+=======
+EVENTS = "/api/events/"
+>>>>>>> helper/events
 
 
 def _first(page_cls: type[HostPage] | type[DirectivePage], kind: str, name: str) -> Any:
@@ -247,6 +252,7 @@ class RunCalls:
         return Call("GET", f"{RUNS}{run_id}/logs/", nothing, params={"follow": "true"})
 
 
+<<<<<<< HEAD
 def _schedule_path(key: int | str) -> str:
     return f"{SCHEDULES}{quote(str(key), safe='')}/"
 
@@ -295,3 +301,21 @@ class ScheduleCalls:
         """One page of the schedule's fires, newest first."""
         params = _params(limit=limit, offset=offset)
         return Call("GET", f"{_schedule_path(key)}fires/", model(FirePage), params=params)
+=======
+class EventCalls:
+    """/api/events/: host and run state changes (the stream itself is read by the clients)."""
+
+    @staticmethod
+    def recent(
+        *,
+        types: str | Iterable[str] | None = None,
+        run_id: int | None = None,
+        host_id: int | None = None,
+        after: int | None = None,
+        limit: int | None = None,
+    ) -> Call[EventPage]:
+        """Events after `after` (default: the oldest kept), oldest first, as JSON."""
+        joined = types if types is None or isinstance(types, str) else ",".join(types)
+        params = _params(types=joined, run_id=run_id, host_id=host_id, after=after, limit=limit)
+        return Call("GET", f"{EVENTS}recent/", model(EventPage), params=params)
+>>>>>>> helper/events

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import httpx
@@ -12,15 +12,33 @@ import httpx
 from app.client._core import (
     DEFAULT_TIMEOUT,
     Call,
+    DockfleetError,
     Page,
+    RunWaitTimeout,
     Waiter,
     auth_headers,
     error_from,
     resolve_url,
     transport_error,
 )
+<<<<<<< HEAD
 from app.client.calls import DirectiveCalls, HostCalls, RunCalls, ScheduleCalls, TaskCalls
+=======
+from app.client._sse import (
+    EVENTS,
+    KEEPALIVE,
+    OPEN,
+    READ_TIMEOUT,
+    RECONNECT_SECONDS,
+    Decoder,
+    Resume,
+    retryable,
+    stream_params,
+)
+from app.client.calls import DirectiveCalls, EventCalls, HostCalls, RunCalls, TaskCalls
+>>>>>>> helper/events
 from app.directives.schemas import DirectiveRead
+from app.events.schemas import EventPage, EventRead
 from app.hosts.schemas import HostRead
 from app.runs.schemas import RunRead
 from app.schedules.schemas import ScheduleRead
@@ -128,11 +146,38 @@ class Runs(_Room):
         interval: float = 1.0,
         on_update: Callable[[RunRead], object] | None = None,
     ) -> RunRead:
-        """Poll until the run is succeeded, failed or cancelled; RunWaitTimeout after `timeout`.
+        """Until the run is succeeded, failed or cancelled; RunWaitTimeout after `timeout`.
 
-        `on_update` is called with the run after every poll (e.g. to show progress).
+        Woken by the run's events (GET /api/events/?run_id=); a server without the event
+        stream is polled every `interval` seconds instead. `on_update` is called with the run
+        each time it is read (e.g. to show progress).
         """
         waiter = Waiter(timeout, interval)
+        run: RunRead | None = None
+        params = stream_params("run.*", run_id, None, None)
+        stream = self._client.event_stream(params, Resume(None), waiter.deadline)
+        try:
+            for item in stream:
+                if item is KEEPALIVE:
+                    continue
+                run = self.get(run_id)  # subscribed (or an event came): read it now
+                if on_update is not None:
+                    on_update(run)
+                if waiter.done(run):
+                    return run
+        except DockfleetError as exc:
+            if exc.status != 404:
+                raise
+            return self._poll(run_id, waiter, on_update)
+        finally:
+            stream.close()
+        assert timeout is not None  # the stream ends only at the deadline
+        raise RunWaitTimeout(run or self.get(run_id), timeout)
+
+    def _poll(
+        self, run_id: int, waiter: Waiter, on_update: Callable[[RunRead], object] | None
+    ) -> RunRead:
+        """For a server without /api/events/."""
         while True:
             run = self.get(run_id)
             if on_update is not None:
@@ -228,6 +273,71 @@ class DockfleetClient:
                 yield from response.iter_text()
         except httpx.TransportError as exc:
             raise transport_error(self.url, exc) from None
+
+    def events(
+        self,
+        *,
+        types: str | list[str] | None = None,
+        run_id: int | None = None,
+        host_id: int | None = None,
+        after: int | None = None,
+        reconnect_seconds: float = RECONNECT_SECONDS,
+    ) -> Iterator[EventRead]:
+        """Host and run state changes as they happen (GET /api/events/), forever: reconnects
+        with Last-Event-ID after a drop; DockfleetError once the server is away longer than
+        `reconnect_seconds`. `after`: replay from this id (default: from now). A `stream.reset`
+        event means events were missed (no longer kept): re-read the state."""
+        params = stream_params(types, run_id, host_id, after)
+        stream = self.event_stream(params, Resume(after, reconnect_seconds))
+        try:
+            for item in stream:
+                if isinstance(item, EventRead):
+                    yield item
+        finally:
+            stream.close()
+
+    def recent_events(self, **filters: Any) -> EventPage:
+        """A page of events after `after` (JSON; filters as `events`, and `limit`)."""
+        return self.send(EventCalls.recent(**filters))
+
+    def event_stream(
+        self, params: dict[str, Any], resume: Resume, deadline: float | None = None
+    ) -> Generator[EventRead | object, None, None]:
+        """Events, KEEPALIVE for keep-alives and OPEN on each connection, reconnecting; ends
+        at `deadline` (time.monotonic) when one is given."""
+        while deadline is None or time.monotonic() < deadline:
+            read = READ_TIMEOUT
+            if deadline is not None:
+                read = max(0.05, min(read, deadline - time.monotonic()))
+            timeout = httpx.Timeout(self.timeout, read=read)
+            try:
+                with self._http.stream(
+                    "GET", EVENTS, params=params, headers=resume.headers(), timeout=timeout
+                ) as response:
+                    if response.is_error:
+                        response.read()
+                        raise error_from(response)
+                    resume.connected()
+                    yield OPEN
+                    decoder = Decoder()
+                    for line in response.iter_lines():
+                        item = decoder.line(line)
+                        if isinstance(item, EventRead):
+                            resume.seen(item)
+                        if item is not None:
+                            yield item
+                        if deadline is not None and time.monotonic() >= deadline:
+                            return
+                error = DockfleetError(None, "the event stream ended")
+            except httpx.TransportError as exc:
+                error = transport_error(self.url, exc)
+            except DockfleetError as exc:
+                if not retryable(exc.status):
+                    raise
+                error = exc
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+            time.sleep(resume.retry_in(error))
 
     def wait_for_run(self, run_id: int, timeout: float | None = None, **kwargs: Any) -> RunRead:
         """Same as `client.runs.wait_for_run`."""

@@ -23,6 +23,7 @@ from app.db import Database, UTCDateTime
 from app.engine.endpoint import Endpoint
 from app.engine.pool import DockerPool
 from app.errors import EngineError
+from app.events import store as events
 from app.hosts.models import CheckResult, WorkerHost
 
 log = logging.getLogger("dockfleet.health")
@@ -85,8 +86,7 @@ class HealthMonitor:
             except EngineError as exc:
                 error = str(exc.detail)
                 await self._record_failure(host_id, error)
-                if was_healthy:
-                    log.warning("host %s (%s) is unhealthy: %s", host_id, ep.name, error)
+                if was_healthy:  # the flip's log line is its event's (events.record)
                     self._changed(host_id)
                 for listener in self.on_failure:
                     listener(host_id)
@@ -122,7 +122,6 @@ class HealthMonitor:
         )
         await self._write(host_id, values)
         if not was_healthy:
-            log.info("host %s (%s) is healthy (Docker %s)", host_id, ep.name, stored_version)
             self._changed(host_id)
         return CheckResult(
             ok=True, latency_ms=found.latency_ms, error=None, docker_version=stored_version
@@ -157,11 +156,26 @@ class HealthMonitor:
             },
         )
 
-    async def _write(self, host_id: int, values: dict[str, object]) -> None:
+    async def _write(self, host_id: int, values: dict[str, object]) -> bool:
+        """Store a check's result; True when it flipped the host's health (then its event is
+        written in the same transaction: exactly one per flip, whichever replica saw it)."""
         # A targeted UPDATE so a concurrent PATCH of other columns is never overwritten.
         async with self.db.session_scope() as session:
+            healthy = bool(values["healthy"])
+            flip = (
+                update(WorkerHost)
+                .where(col(WorkerHost.id) == host_id, col(WorkerHost.healthy) != healthy)
+                .values(healthy=healthy)
+                .returning(col(WorkerHost.name))
+            )
+            flipped = (await session.exec(flip)).first()
             stmt = update(WorkerHost).where(col(WorkerHost.id) == host_id).values(**values)
             await session.exec(stmt)
+            if flipped is not None:
+                kind = "host.healthy" if healthy else "host.unhealthy"
+                error = values.get("last_error")
+                await events.record(session, kind, host_id=host_id, host=flipped[0], error=error)
+            return flipped is not None
 
     async def _enabled_ids(self) -> list[int]:
         async with self.db.sessions() as session:

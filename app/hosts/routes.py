@@ -11,6 +11,7 @@ from app import clock
 from app.deps import HostId, PageDep, SessionDep, StateDep, page_links
 from app.engine.endpoint import Endpoint
 from app.errors import Conflict
+from app.events import store as events
 from app.hosts import store
 from app.hosts.eligibility import is_stale
 from app.hosts.models import (
@@ -42,6 +43,17 @@ def _secrets(state: StateDep) -> Path:
 
 def _ssh_server(config: dict[str, Any] | None) -> tuple[Any, Any] | None:
     return (config.get("host"), config.get("port", 22)) if config else None
+
+
+async def _record_update(
+    session: SessionDep, host: WorkerHost, was_enabled: bool, fields: list[str]
+) -> None:
+    """host.enabled / host.disabled when that flipped, else host.updated (field names only:
+    never their values, which may be secrets' paths)."""
+    kind = "host.updated"
+    if host.enabled != was_enabled:
+        kind = "host.enabled" if host.enabled else "host.disabled"
+    await events.record(session, kind, host_id=host.id, host=host.name, fields=fields)
 
 
 def _changed(state: StateDep, host_id: int) -> None:
@@ -81,8 +93,11 @@ async def create_host(
         tls_config=body.tls_config.model_dump() if body.tls_config else None,
     )
     await store.create(session, host)
-    await session.commit()
     assert host.id is not None
+    await events.record(
+        session, "host.created", host_id=host.id, host=host.name, enabled=host.enabled
+    )
+    await session.commit()
     if host.enabled and state.monitor is not None:
         state.monitor.check_soon(host.id)
     _changed(state, host.id)
@@ -150,6 +165,7 @@ async def update_host(
     was_enabled = host.enabled
     await store.update(session, host, changes)
     await store.bump_seq(session, host_id)  # a plan made before this change must not apply
+    await _record_update(session, host, was_enabled, sorted(changes))
     await session.commit()
     connection_changed = {"type", "base_url", "ssh_config", "tls_config"} & changes.keys()
     if connection_changed:
@@ -183,7 +199,9 @@ async def delete_host(
     it, or slots held until its leftover containers are known gone (`?force=true` for a host
     that will never come back)."""
     host = await store.get_or_raise(session, host_id)
+    name = host.name
     await store.delete_checked(session, host, force=force)
+    await events.record(session, "host.deleted", host_id=host_id, host=name)
     await session.commit()
     await state.pool.forget(host_id)
     _changed(state, host_id)
@@ -239,8 +257,12 @@ async def _set_draining(
     host_id: HostId, draining: bool, session: SessionDep, state: StateDep
 ) -> HostRead:
     host = await store.get_or_raise(session, host_id)
+    was_draining = host.draining
     await store.update(session, host, {"draining": draining})
     await store.bump_seq(session, host_id)  # a plan made before the drain must not apply
+    if was_draining != draining:
+        kind = "host.draining" if draining else "host.undrained"
+        await events.record(session, kind, host_id=host_id, host=host.name)
     await session.commit()
     _changed(state, host_id)
     await session.refresh(host)

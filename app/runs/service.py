@@ -15,6 +15,7 @@ from app import clock
 from app.config import Settings
 from app.directives.models import Directive
 from app.errors import Conflict, InvalidField, NoAvailableHosts, TargetIneligible, not_found
+from app.events import store as events
 from app.hosts import store as hosts_store
 from app.hosts.eligibility import HostLoad, ineligible_reasons
 from app.hosts.models import WorkerHost
@@ -164,6 +165,7 @@ async def launch(
     ]
     session.add_all(rows)
     await session.flush()
+    await events.record_all(session, [store.run_event(run)])
     return run, rows
 
 

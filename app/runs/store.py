@@ -13,6 +13,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app import clock
 from app.errors import IllegalTransition, not_found
+from app.events import store as events
 from app.runs.models import (
     RUN_MOVES,
     Run,
@@ -94,6 +95,7 @@ async def transition(session: AsyncSession, run: Run, to: RunStatus, **values: A
     current = RunStatus(run.status)
     if to not in RUN_MOVES[current]:
         raise IllegalTransition(f"run {run.id} is {current.value}; it cannot become {to.value}")
+    host_id, host_name = run.worker_host_id, run.worker_host_name
     stmt = (
         update(Run)
         .where(col(Run.id) == run.id, col(Run.status) == current.value)
@@ -101,7 +103,23 @@ async def transition(session: AsyncSession, run: Run, to: RunStatus, **values: A
     )
     result = await session.exec(stmt)
     await session.refresh(run)
-    return result.rowcount == 1
+    moved = bool(result.rowcount == 1)
+    if moved:
+        await events.record_all(session, [run_event(run, host_id, host_name)])
+    return moved
+
+
+def run_event(run: Run, host_id: int | None = None, host_name: str | None = None) -> dict[str, Any]:
+    """The event of a run's move to its current status (`run.<status>`), for record_all."""
+    return events.event_row(
+        f"run.{run.status}",
+        run_id=run.id,
+        host_id=run.worker_host_id or host_id,
+        status=run.status,
+        directive=(run.directive_snapshot or {}).get("name"),
+        host=run.worker_host_name or host_name,
+        error=run.error,
+    )
 
 
 def task_read(task: RunTask) -> RunTaskRead:
@@ -166,7 +184,20 @@ async def place_group(
     for p in group:
         if p.gpu_ids and await place_pending(session, p, supervisor, now, lease):
             moved.add(p.run_id)
+    await events.record_all(session, [_placed(p) for p in group if p.run_id in moved])
     return moved
+
+
+def _placed(p: Any) -> dict[str, Any]:
+    gpus = list(p.gpu_ids) or None
+    return events.event_row(
+        "run.starting",
+        run_id=p.run_id,
+        host_id=p.host_id,
+        status="starting",
+        host=p.host_name,
+        gpus=gpus,
+    )
 
 
 async def place_pending(
@@ -231,4 +262,6 @@ async def cancel_pending(session: AsyncSession, run_ids: Sequence[int]) -> list[
     done = [int(i) for (i,) in (await session.exec(stmt)).all()]
     if done:
         await cancel_unfinished_tasks(session, done)
+        rows = [events.event_row("run.cancelled", run_id=i, status="cancelled") for i in done]
+        await events.record_all(session, rows)
     return done

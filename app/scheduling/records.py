@@ -23,12 +23,20 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app import clock
 from app.db import Database, UTCDateTime
 from app.errors import IllegalTransition
+from app.events import store as events
 from app.hosts import holds
 from app.runs import store
 from app.runs.models import FINAL, Run, RunStatus, RunTask, TaskStatus
 from app.scheduling import ownership
 
 log = logging.getLogger("dockfleet.supervisor")
+
+# What a run's event tells besides its status, read back by the UPDATE that moves it.
+_FACTS = (
+    col(Run.worker_host_id),
+    col(Run.worker_host_name),
+    Run.directive_snapshot["name"].as_string(),
+)
 
 
 @dataclass
@@ -117,7 +125,7 @@ class RunRecords:
             values["container_id"] = cid
         async with self.db.session_scope() as session:
             await self._task(session, task, **values)
-            await session.exec(
+            moved = await session.exec(
                 update(Run)
                 .where(
                     col(Run.id) == self.run_id,
@@ -129,7 +137,18 @@ class RunRecords:
                     started_at=func.coalesce(col(Run.started_at), literal(when, UTCDateTime())),
                     updated_at=clock.now(),
                 )
+                .returning(*_FACTS)
             )
+            for host_id, host_name, directive in moved.all():
+                await events.record(
+                    session,
+                    "run.running",
+                    run_id=self.run_id,
+                    host_id=host_id,
+                    status="running",
+                    directive=directive,
+                    host=host_name,
+                )
         task.started_at = when
         if cid is not None:
             task.container_id = cid
@@ -166,7 +185,7 @@ class RunRecords:
                         col(Run.status).in_(store.legal_from(status)),
                     )
                     .values(status=status.value, error=error, finished_at=now, updated_at=now)
-                    .returning(col(Run.id))
+                    .returning(*_FACTS)
                 )
             ).first()
             if moved is None:
@@ -181,7 +200,17 @@ class RunRecords:
                 await holds.release_run(session, self.run_id)
             else:
                 await holds.linger_run(session, self.run_id, f"run {status.value}: {error}")
-        log.info("run %s %s%s", self.run_id, status.value, f": {error}" if error else "")
+            host_id, host_name, directive = moved
+            await events.record(
+                session,
+                f"run.{status.value}",
+                run_id=self.run_id,
+                host_id=host_id,
+                status=status.value,
+                directive=directive,
+                host=host_name,
+                error=error,
+            )
 
     async def host_lost(self, task: RunTask, error: str | None) -> RunStatus:
         """The host is lost: the run leaves it — back to pending (retries left), cancelled (a

@@ -1,7 +1,7 @@
 """schedules and their fires; runs.schedule_id
 
 Revision ID: 211e6c4fce27
-Revises: da67f518d2e3
+Revises: f585b5770648 (events)
 Create Date: 2026-12-02 17:36:15.826163
 """
 
@@ -15,7 +15,7 @@ import app.db
 
 
 revision: str = '211e6c4fce27'
-down_revision: str | None = 'da67f518d2e3'
+down_revision: str | None = 'f585b5770648'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
