@@ -29,13 +29,10 @@ __all__ = [
     "DirectiveRead",
     "DockfleetClient",
     "DockfleetError",
-<<<<<<< HEAD
-    "FirePage",
-    "FireRead",
-=======
     "EventPage",
     "EventRead",
->>>>>>> helper/events
+    "FirePage",
+    "FireRead",
     "HostCreate",
     "HostHealth",
     "HostPage",

@@ -22,11 +22,8 @@ HOSTS = "/api/worker-hosts/"
 DIRECTIVES = "/api/directives/"
 TASKS = "/api/tasks/"
 RUNS = "/api/runs/"
-<<<<<<< HEAD
-SCHEDULES = "/api/schedules/"
-=======
 EVENTS = "/api/events/"
->>>>>>> helper/events
+SCHEDULES = "/api/schedules/"
 
 
 def _first(page_cls: type[HostPage] | type[DirectivePage], kind: str, name: str) -> Any:
@@ -252,7 +249,24 @@ class RunCalls:
         return Call("GET", f"{RUNS}{run_id}/logs/", nothing, params={"follow": "true"})
 
 
-<<<<<<< HEAD
+class EventCalls:
+    """/api/events/: host and run state changes (the stream itself is read by the clients)."""
+
+    @staticmethod
+    def recent(
+        *,
+        types: str | Iterable[str] | None = None,
+        run_id: int | None = None,
+        host_id: int | None = None,
+        after: int | None = None,
+        limit: int | None = None,
+    ) -> Call[EventPage]:
+        """Events after `after` (default: the oldest kept), oldest first, as JSON."""
+        joined = types if types is None or isinstance(types, str) else ",".join(types)
+        params = _params(types=joined, run_id=run_id, host_id=host_id, after=after, limit=limit)
+        return Call("GET", f"{EVENTS}recent/", model(EventPage), params=params)
+
+
 def _schedule_path(key: int | str) -> str:
     return f"{SCHEDULES}{quote(str(key), safe='')}/"
 
@@ -301,21 +315,3 @@ class ScheduleCalls:
         """One page of the schedule's fires, newest first."""
         params = _params(limit=limit, offset=offset)
         return Call("GET", f"{_schedule_path(key)}fires/", model(FirePage), params=params)
-=======
-class EventCalls:
-    """/api/events/: host and run state changes (the stream itself is read by the clients)."""
-
-    @staticmethod
-    def recent(
-        *,
-        types: str | Iterable[str] | None = None,
-        run_id: int | None = None,
-        host_id: int | None = None,
-        after: int | None = None,
-        limit: int | None = None,
-    ) -> Call[EventPage]:
-        """Events after `after` (default: the oldest kept), oldest first, as JSON."""
-        joined = types if types is None or isinstance(types, str) else ",".join(types)
-        params = _params(types=joined, run_id=run_id, host_id=host_id, after=after, limit=limit)
-        return Call("GET", f"{EVENTS}recent/", model(EventPage), params=params)
->>>>>>> helper/events

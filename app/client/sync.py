@@ -21,9 +21,6 @@ from app.client._core import (
     resolve_url,
     transport_error,
 )
-<<<<<<< HEAD
-from app.client.calls import DirectiveCalls, HostCalls, RunCalls, ScheduleCalls, TaskCalls
-=======
 from app.client._sse import (
     EVENTS,
     KEEPALIVE,
@@ -35,8 +32,14 @@ from app.client._sse import (
     retryable,
     stream_params,
 )
-from app.client.calls import DirectiveCalls, EventCalls, HostCalls, RunCalls, TaskCalls
->>>>>>> helper/events
+from app.client.calls import (
+    DirectiveCalls,
+    EventCalls,
+    HostCalls,
+    RunCalls,
+    ScheduleCalls,
+    TaskCalls,
+)
 from app.directives.schemas import DirectiveRead
 from app.events.schemas import EventPage, EventRead
 from app.hosts.schemas import HostRead

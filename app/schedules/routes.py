@@ -10,6 +10,7 @@ from app import clock
 from app.deps import PageDep, SessionDep, StateDep, page_links
 from app.named import parse_key
 from app.openapi import ERRORS, examples
+from app.runs.schemas import NoHostsBody
 from app.schedules import firing, store
 from app.schedules.models import Schedule
 from app.schedules.schemas import (
@@ -170,7 +171,11 @@ async def delete_schedule(key: ScheduleKey, session: SessionDep) -> Response:
     summary="Fire a schedule once, now",
     responses={
         **ERRORS(404, 409, 422),
-        503: {"description": "No host can take the run (recorded on the history too)"},
+        503: {
+            "model": NoHostsBody,
+            "description": "No host can take the run (recorded on the history too), or the "
+            "database is unavailable",
+        },
     },
 )
 async def run_now(key: ScheduleKey, session: SessionDep, state: StateDep) -> RunNowRead:
