@@ -33,6 +33,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app import clock
 from app.deps import AppState
 from app.errors import AppError
+from app.events import store as events
 from app.runs import service as runs_service
 from app.runs.models import LaunchRequest, Run
 from app.schedules import store
@@ -66,6 +67,23 @@ def describe(exc: AppError) -> str:
     if isinstance(reasons, list) and reasons and "cannot take" not in text:
         text += f" ({', '.join(map(str, reasons))})"
     return text[:MAX_DETAIL]
+
+
+async def _record(session: AsyncSession, schedule: Schedule, fire: ScheduleFire) -> None:
+    """A fire that launched nothing is an event (`schedule.failed`, `schedule.missed`), in the
+    fire's transaction: notifiers hear about a schedule that cannot even launch."""
+    if fire.outcome not in (FireOutcome.failed.value, FireOutcome.missed.value):
+        return
+    await events.record(
+        session,
+        f"schedule.{fire.outcome}",
+        schedule_id=schedule.id,
+        schedule=schedule.name,
+        directive_id=schedule.directive_id,
+        due_at=fire.due_at.isoformat(),
+        status_code=fire.status_code,
+        error=fire.detail,
+    )
 
 
 class Firer:
@@ -150,6 +168,7 @@ class Firer:
             else:
                 run = await self._fire_or_hold(session, schedule, fire)
             session.add(fire)
+            await _record(session, schedule, fire)
             try:
                 await session.commit()
             except IntegrityError:  # the same due time recorded already: nothing happened
@@ -212,6 +231,7 @@ class Firer:
             if result.rowcount != 1:
                 await session.rollback()  # another replica launched it
                 return False
+            await _record(session, schedule, probe)
             await session.commit()
         self._submit(run)
         return True
@@ -228,6 +248,7 @@ class Firer:
             )
             run, error = await self._launch_into(session, schedule, fire)
             session.add(fire)
+            await _record(session, schedule, fire)
             await session.commit()
         self._submit(run)
         return fire, error

@@ -96,6 +96,8 @@ async def test_catch_up_none_and_latest_after_downtime(bench: Bench) -> None:
     await bench.tick_at("2026-01-10T17:30:00+00:00")
     assert await bench.runs_of(none["id"]) == []
     [missed] = (await bench.show("none"))["fires"]
+    r = await bench.client.get("/api/events/recent/", params={"types": "schedule.missed"})
+    assert [e["data"]["schedule"] for e in r.json()["results"]] == ["none"]
     assert missed["outcome"] == "missed" and missed["due_at"] == "2026-01-10T13:00:00Z"
     assert (await bench.show("none"))["next_fire_at"] == "2026-01-10T18:00:00Z"
     [run] = await bench.runs_of(latest["id"])
@@ -138,6 +140,11 @@ async def test_refusals_are_recorded_not_raised(bench: Bench) -> None:
     f = (await bench.show("anywhere"))["fires"][0]
     assert f["status_code"] == 404 and "directive" in f["detail"]
     assert await bench.runs_of(anywhere["id"]) == [] and await bench.runs_of(pinned["id"]) == []
+    # Each refusal is an event too (what a notifier hears about).
+    r = await bench.client.get("/api/events/recent/", params={"types": "schedule.*"})
+    refused = [e for e in r.json()["results"] if e["data"]["schedule"] == "anywhere"]
+    assert [e["data"]["status_code"] for e in refused] == [503, 503, 404]
+    assert {e["type"] for e in refused} == {"schedule.failed"}
 
 
 async def test_run_now_fires_once_and_leaves_the_cron_alone(bench: Bench) -> None:
