@@ -114,6 +114,35 @@ class Settings(BaseSettings):
         description="A fire found later than this after its time (no dockfleet was running) is "
         "missed: skipped (catch_up none) or fired once for the latest time (catch_up latest).",
     )
+    notifier_allowed_networks: str | None = Field(
+        None,
+        description="Comma list of CIDR blocks (or `loopback`, `private`, `*`) notifier URLs may "
+        "point at; default: DOCKFLEET_ALLOWED_NETWORKS.",
+    )
+    notifier_timeout_seconds: float = Field(
+        10, gt=0, le=120, description="Deadline of one notification request (lookup included)."
+    )
+    notifier_max_attempts: int = Field(
+        8, ge=1, le=100, description="A notification is tried at most this many times."
+    )
+    notifier_backoff_seconds: float = Field(
+        2, gt=0, description="First retry delay; it doubles per attempt, with full jitter."
+    )
+    notifier_backoff_max_seconds: float = Field(
+        600, gt=0, description="The longest delay between two tries of a notification."
+    )
+    notifier_lease_seconds: float = Field(
+        60,
+        ge=1,
+        description="A delivery being tried by a process that died is tried again after this.",
+    )
+    notifier_poll_seconds: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="The notifier loops look for new events (of other replicas) and due retries "
+        "at least this often.",
+    )
     lease_seconds: float = Field(
         30,
         ge=3,
@@ -175,6 +204,13 @@ class Settings(BaseSettings):
         parse_networks(value)
         return value
 
+    @field_validator("notifier_allowed_networks")
+    @classmethod
+    def _check_notifier_networks(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_networks(value)
+        return value
+
     @field_validator("api_token")
     @classmethod
     def _check_token(cls, value: SecretStr | None) -> SecretStr | None:
@@ -221,6 +257,12 @@ class Settings(BaseSettings):
     def networks(self) -> list[Network | str]:
         """The parsed allow-list."""
         return parse_networks(self.allowed_networks)
+
+    def notifier_networks(self) -> list[Network | str]:
+        """The parsed allow-list of notifier URLs (its own setting, else the hosts')."""
+        if self.notifier_allowed_networks is None:
+            return self.networks()
+        return parse_networks(self.notifier_allowed_networks)
 
 
 def parse_networks(value: str) -> list[Network | str]:

@@ -7,6 +7,7 @@ from app.events.models import Event
 from app.hosts.holds import GpuHold, SlotHold
 from app.hosts.models import WorkerHost
 from app.meta import Meta
+from app.notifiers.models import Delivery, Notifier, NotifierFeed, NotifierState
 from app.runs.models import Run, RunTask
 from app.schedules.models import Schedule, ScheduleFire
 from app.tasks.models import TaskDefinition
@@ -14,10 +15,14 @@ from app.tasks.models import TaskDefinition
 metadata = SQLModel.metadata
 
 __all__ = [
+    "Delivery",
     "Directive",
     "Event",
     "GpuHold",
     "Meta",
+    "Notifier",
+    "NotifierFeed",
+    "NotifierState",
     "Run",
     "RunTask",
     "Schedule",

@@ -8,20 +8,29 @@ from app.deps import AppState
 
 
 def routers() -> list[APIRouter]:
-    """Routers of directives, tasks, runs, events and schedules."""
+    """Routers of directives, tasks, runs, events, schedules and notifiers."""
     from app.directives.routes import router as directives_router
     from app.events.routes import router as events_router
+    from app.notifiers.routes import router as notifiers_router
     from app.runs.routes import router as runs_router
     from app.schedules.routes import router as schedules_router
     from app.tasks.routes import router as tasks_router
 
-    return [directives_router, tasks_router, runs_router, events_router, schedules_router]
+    return [
+        directives_router,
+        tasks_router,
+        runs_router,
+        events_router,
+        schedules_router,
+        notifiers_router,
+    ]
 
 
 async def start_services(state: AppState) -> None:
     """Start the reconciler (adopts what survived a restart), the scheduler, the event janitor,
-    the schedules' firing loop."""
+    the schedules' firing loop, the notifications (feed and delivery)."""
     from app.events.janitor import Janitor
+    from app.notifiers.worker import Notifications
     from app.schedules.firing import Firer
     from app.scheduling.reconciler import Reconciler
     from app.scheduling.scheduler import Scheduler
@@ -40,11 +49,13 @@ async def start_services(state: AppState) -> None:
     state.services["events_janitor"].start()
     state.services["schedules"] = Firer(state)
     state.services["schedules"].start()
+    state.services["notifications"] = Notifications(state)
+    state.services["notifications"].start()
 
 
 async def stop_services(state: AppState) -> None:
     """Stop what start_services started."""
-    for name in ("schedules", "events_janitor", "reconciler", "scheduler"):
+    for name in ("notifications", "schedules", "events_janitor", "reconciler", "scheduler"):
         service = state.services.pop(name, None)
         if service is not None:
             await service.stop()
