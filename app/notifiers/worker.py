@@ -39,6 +39,10 @@ from app.notifiers.models import Delivery, Notifier
 from app.notifiers.schemas import DeliveryStatus, NotifierKind
 
 log = logging.getLogger("dockfleet.notifiers")
+# httpx logs every request's full URL at INFO; a notifier's URL carries its token.
+for _name in ("httpx", "httpcore"):
+    if logging.getLogger(_name).level == logging.NOTSET:  # unless configured on purpose
+        logging.getLogger(_name).setLevel(logging.WARNING)
 
 CLAIM = 16  # deliveries claimed per pass
 CONCURRENCY = 8  # requests in flight per process
