@@ -82,11 +82,9 @@ class Receiver:
         with self._lock:
             return [r for r in self.requests if r.path.split("?")[0] == path]
 
-    async def until(
-        self, count: int, path: str | None = None, timeout: float = 10
-    ) -> list[Received]:
+    async def until(self, count: int, path: str | None = None, limit: float = 10) -> list[Received]:
         """Wait (bounded) until `count` requests (to `path`) arrived; returns them."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + limit
         while True:
             got = self.at(path) if path else list(self.requests)
             if len(got) >= count or time.monotonic() > deadline:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import itertools
 import logging
 import time
 from collections import Counter
@@ -209,7 +210,7 @@ async def test_retry_after_a_500_with_backoff_and_give_up(
     got = rx.at("/flaky")
     assert len(got) == 3 and all(verify(SECRET, g) for g in got)
     assert {g.headers["x-dockfleet-delivery"] for g in got} == {str(d["id"])}
-    gaps = [b.at - a.at for a, b in zip(got, got[1:], strict=False)]
+    gaps = [b.at - a.at for a, b in itertools.pairwise(got)]
     assert all(gap >= 0.04 for gap in gaps), gaps  # backed off (0.05-0.1 s, then 0.1-0.2 s)
     # A 404 cannot get better: failed at once.
     rx.statuses.extend([404])
@@ -327,12 +328,11 @@ async def left(state: Any) -> int:
 async def test_two_workers_claim_each_delivery_once(db_url: str, rx: Receiver) -> None:
     from app.main import create_app
 
-    state = create_app(make_settings(db_url, **FAST), migrate=False).state.dockfleet
+    application = create_app(make_settings(db_url, **FAST), migrate=False)
+    state = application.state.dockfleet
     rx.delay = 0.02
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=create_app(state.settings, migrate=False)),
-        base_url="http://t",
-    ) as api:
+    transport = httpx.ASGITransport(app=application)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as api:
         n = await notifier(api, name="pair", kind="webhook", url=rx.url("/p"))
     async with state.db.session_scope() as session:
         for i in range(40):
@@ -346,7 +346,7 @@ async def test_two_workers_claim_each_delivery_once(db_url: str, rx: Receiver) -
                         "title": "t",
                         "text": "t",
                         "severity": "error",
-                    },  # fmt: skip
+                    },
                 )
             )
     one, two = Notifications(state), Notifications(state)
@@ -385,5 +385,5 @@ async def test_a_slow_receiver_never_delays_a_launch_or_a_fire(
         r = await api.post("/api/schedules/first/run-now/")
         assert r.status_code == 503
     assert time.monotonic() - started < 2.0  # five refused launches, none waited on a request
-    got = await rx.until(6, "/slow", timeout=20)
+    got = await rx.until(6, "/slow", limit=20)
     assert len(got) == 6
