@@ -18,6 +18,13 @@ from app.client.sync import DockfleetClient
 from app.directives.schemas import DirectivePage, DirectiveRead
 from app.events.schemas import EventPage, EventRead
 from app.hosts.schemas import HostCreate, HostHealth, HostPage, HostRead, HostType, HostUpdate
+from app.notifiers.schemas import (
+    DeliveryPage,
+    DeliveryRead,
+    NotifierKind,
+    NotifierPage,
+    NotifierRead,
+)
 from app.runs.schemas import RunLogs, RunPage, RunRead, RunStatus
 from app.schedules.schemas import FirePage, FireRead, RunNowRead, SchedulePage, ScheduleRead
 from app.tasks.schemas import TaskPage, TaskRead
@@ -25,6 +32,8 @@ from app.tasks.schemas import TaskPage, TaskRead
 __all__ = [
     "DEFAULT_URL",
     "AsyncDockfleetClient",
+    "DeliveryPage",
+    "DeliveryRead",
     "DirectivePage",
     "DirectiveRead",
     "DockfleetClient",
@@ -39,6 +48,9 @@ __all__ = [
     "HostRead",
     "HostType",
     "HostUpdate",
+    "NotifierKind",
+    "NotifierPage",
+    "NotifierRead",
     "RunLogs",
     "RunNowRead",
     "RunPage",

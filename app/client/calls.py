@@ -12,6 +12,7 @@ from app.client._core import Call, DockfleetError, body_of, model, nothing
 from app.directives.schemas import DirectivePage, DirectiveRead
 from app.events.schemas import EventPage
 from app.hosts.schemas import HostHealth, HostPage, HostRead
+from app.notifiers.schemas import DeliveryPage, DeliveryRead, NotifierPage, NotifierRead
 from app.runs.schemas import RunLogs, RunPage, RunRead, RunStatus
 from app.schedules.schemas import FirePage, RunNowRead, SchedulePage, ScheduleRead
 from app.tasks.schemas import TaskPage, TaskRead
@@ -315,3 +316,58 @@ class ScheduleCalls:
         """One page of the schedule's fires, newest first."""
         params = _params(limit=limit, offset=offset)
         return Call("GET", f"{_schedule_path(key)}fires/", model(FirePage), params=params)
+
+
+NOTIFIERS = "/api/notifiers/"
+
+
+def _notifier_path(key: int | str) -> str:
+    return f"{NOTIFIERS}{quote(str(key), safe='')}/"
+
+
+class NotifierCalls:
+    """/api/notifiers/: where events are sent (webhook, ntfy, discord, slack), by id or name."""
+
+    @staticmethod
+    def list(*, limit: int | None = None, offset: int | None = None) -> Call[NotifierPage]:
+        """One page of notifiers (URLs masked, secrets never shown)."""
+        params = _params(limit=limit, offset=offset)
+        return Call("GET", NOTIFIERS, model(NotifierPage), params=params)
+
+    @staticmethod
+    def get(key: int | str) -> Call[NotifierRead]:
+        """One notifier."""
+        return Call("GET", _notifier_path(key), model(NotifierRead))
+
+    @staticmethod
+    def create(body: Body = None, /, **fields: Any) -> Call[NotifierRead]:
+        """Create a notifier: `name`, `kind`, `url`, optionally `secret`, `event_types`,
+        `directive_ids`, `schedule_ids`, `host_ids`, `on_change_only`, `enabled`."""
+        return Call("POST", NOTIFIERS, model(NotifierRead), json=body_of(body, fields))
+
+    @staticmethod
+    def update(key: int | str, body: Body = None, /, **fields: Any) -> Call[NotifierRead]:
+        """Change the fields given."""
+        return Call("PATCH", _notifier_path(key), model(NotifierRead), json=body_of(body, fields))
+
+    @staticmethod
+    def delete(key: int | str) -> Call[None]:
+        """Delete a notifier and its deliveries."""
+        return Call("DELETE", _notifier_path(key), nothing)
+
+    @staticmethod
+    def test(key: int | str) -> Call[DeliveryRead]:
+        """Send a test notification now; the delivery says how it went."""
+        return Call("POST", f"{_notifier_path(key)}test/", model(DeliveryRead))
+
+    @staticmethod
+    def deliveries(
+        key: int | str,
+        *,
+        status: str | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> Call[DeliveryPage]:
+        """One page of the notifier's deliveries, newest first."""
+        params = _params(status=status, limit=limit, offset=offset)
+        return Call("GET", f"{_notifier_path(key)}deliveries/", model(DeliveryPage), params=params)

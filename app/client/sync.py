@@ -36,6 +36,7 @@ from app.client.calls import (
     DirectiveCalls,
     EventCalls,
     HostCalls,
+    NotifierCalls,
     RunCalls,
     ScheduleCalls,
     TaskCalls,
@@ -43,6 +44,7 @@ from app.client.calls import (
 from app.directives.schemas import DirectiveRead
 from app.events.schemas import EventPage, EventRead
 from app.hosts.schemas import HostRead
+from app.notifiers.schemas import DeliveryRead, NotifierRead
 from app.runs.schemas import RunRead
 from app.schedules.schemas import ScheduleRead
 from app.tasks.schemas import TaskRead
@@ -208,6 +210,28 @@ class Schedules(_Room):
         return self._client.pages(ScheduleCalls.list(enabled=enabled, limit=page_size))
 
 
+class Notifiers(_Room):
+    """client.notifiers: webhook, ntfy, Discord and Slack targets, their deliveries, a test."""
+
+    get = _bind(NotifierCalls.get)
+    create = _bind(NotifierCalls.create)
+    update = _bind(NotifierCalls.update)
+    delete = _bind(NotifierCalls.delete)
+    test = _bind(NotifierCalls.test)
+    deliveries = _bind(NotifierCalls.deliveries)
+    list = _bind(NotifierCalls.list)
+
+    def iter(self, *, page_size: int | None = None) -> Iterator[NotifierRead]:
+        """Every notifier, page after page."""
+        return self._client.pages(NotifierCalls.list(limit=page_size))
+
+    def iter_deliveries(
+        self, key: int | str, *, status: str | None = None, page_size: int | None = None
+    ) -> Iterator[DeliveryRead]:
+        """Every delivery of a notifier, newest first."""
+        return self._client.pages(NotifierCalls.deliveries(key, status=status, limit=page_size))
+
+
 class DockfleetClient:
     """Blocking client: `with DockfleetClient() as fleet: fleet.hosts.list()`.
 
@@ -233,6 +257,7 @@ class DockfleetClient:
         self.tasks = Tasks(self)
         self.runs = Runs(self)
         self.schedules = Schedules(self)
+        self.notifiers = Notifiers(self)
 
     def __enter__(self) -> DockfleetClient:
         return self

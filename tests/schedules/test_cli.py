@@ -79,3 +79,35 @@ def test_the_python_client(server: LiveServer) -> None:
         with pytest.raises(DockfleetError) as gone:
             fleet.schedules.get(created.id)
         assert gone.value.status == 404
+
+
+def test_notifiers_commands(server: LiveServer) -> None:
+    from tests.notifiers.receiver import Receiver
+
+    cli = Cli(server.url)
+    with Receiver() as rx:
+        url = rx.url("/hook/tok3n")
+        out = cli(
+            "notifiers", "add", "ops", "--kind", "webhook", "--secret-env", "HOOK_SECRET",
+            "--event", "schedule.failed", "--schedule", "1", "--on-change-only",
+            DOCKFLEET_NOTIFIER_URL=url, HOOK_SECRET="hm4c",
+        ).stdout  # fmt: skip
+        assert "created notifier ops" in out and f"127.0.0.1:{rx.port}/…" in out
+        assert "tok3n" not in out
+        listed = cli("notifiers", "list").stdout
+        assert "ops" in listed and "schedule.failed" in listed and "on change only" in listed
+        assert "tok3n" not in listed and "hm4c" not in listed
+        assert "delivered (HTTP 200)" in cli("notifiers", "test", "ops").stdout
+        rx.default = 404
+        assert "not delivered (failed): HTTP 404" in cli("notifiers", "test", "ops", code=1).stderr
+        table = cli("notifiers", "deliveries", "ops").stdout
+        assert "notifier.test" in table and "delivered" in table and "failed" in table
+        [failed] = cli.json("notifiers", "deliveries", "ops", "--status", "failed")
+        assert failed["last_status_code"] == 404
+        assert "--kind" in cli("notifiers", "add", "--help").stdout
+        cli("notifiers", "add", "x", "--kind", "ntfy", code=2)  # no URL
+        bad = cli("notifiers", "add", "x", "--kind", "ntfy", "--url", "http://8.8.8.8/t", code=1)
+        assert "DOCKFLEET_NOTIFIER_ALLOWED_NETWORKS" in bad.stderr
+        assert "deleted" in cli("notifiers", "rm", "ops").stdout
+    with DockfleetClient(server.url) as fleet:
+        assert [n.name for n in fleet.notifiers.iter()] == []
