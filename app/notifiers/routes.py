@@ -65,7 +65,7 @@ async def create_notifier(
     url = body.url.get_secret_value()
     store.check_url(url, state.settings.notifier_networks())
     values = body.model_dump(exclude={"url", "secret"})
-    secret = body.secret.get_secret_value() if body.secret else None
+    secret = store.check_secret(body.secret.get_secret_value()) if body.secret else None
     notifier = Notifier(**values, url=url, secret=secret or None)
     await store.create(session, notifier)
     await session.commit()
@@ -113,7 +113,8 @@ async def update_notifier(
         store.check_url(url, state.settings.notifier_networks())
         changes["url"] = url
     if "secret" in body.model_fields_set:
-        changes["secret"] = (body.secret.get_secret_value() or None) if body.secret else None
+        given = store.check_secret(body.secret.get_secret_value()) if body.secret else None
+        changes["secret"] = given or None
     await store.update(session, notifier, changes)
     await session.commit()
     return store.to_read(notifier)

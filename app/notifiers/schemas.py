@@ -13,6 +13,7 @@ from app.limits import DB_INT_MAX
 
 DEFAULT_TYPES = ["run.failed", "schedule.failed", "host.unhealthy"]
 MAX_IDS = 100
+MAX_SECRET = 4096  # checked by the routes: a 422 from pydantic would echo part of the value
 
 
 class NotifierKind(StrEnum):

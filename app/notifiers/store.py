@@ -12,7 +12,7 @@ from app.errors import InvalidField
 from app.named import NamedStore
 from app.notifiers import address
 from app.notifiers.models import Delivery, Notifier
-from app.notifiers.schemas import Attempt, DeliveryRead, NotifierRead
+from app.notifiers.schemas import MAX_SECRET, Attempt, DeliveryRead, NotifierRead
 
 _rows = NamedStore(Notifier, "notifier")
 get_or_raise = _rows.get_or_raise
@@ -27,6 +27,13 @@ def check_url(url: str, networks: list[Any]) -> None:
         address.check_url(url, networks)
     except address.AddressError as exc:
         raise InvalidField("url", f"the URL {exc}") from None
+
+
+def check_secret(secret: str) -> str:
+    """422 on `secret` when it is too long (never echoing it)."""
+    if len(secret) > MAX_SECRET:
+        raise InvalidField("secret", f"longer than {MAX_SECRET} characters")
+    return secret
 
 
 async def list_notifiers(

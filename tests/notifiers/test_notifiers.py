@@ -131,6 +131,8 @@ async def test_secrets_are_never_shown_and_the_policy_applies(
         ({"event_types": ["Run Failed"]}, "event_types"),
         ({"event_types": []}, "event_types"),
         ({"host_ids": [0]}, "host_ids"),
+        ({"url": rx.url(f"/{TOKEN}" * 200)}, "url"),
+        ({"secret": TOKEN * 500}, "secret"),
     ]:
         r = await api.post("/api/notifiers/", json={**base, **change})
         assert_field_error(r, field)
