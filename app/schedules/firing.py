@@ -45,6 +45,7 @@ log = logging.getLogger("dockfleet.schedules")
 BATCH = 100  # due schedules handled per pass (a full batch makes the next pass immediate)
 ERROR_BACKOFF = 5.0  # seconds before a pass that failed (database trouble) is tried again
 MAX_DETAIL = 2000
+QUEUED_RECHECK = 2.0  # seconds between looks at a queued fire's earlier run
 
 
 def describe(exc: AppError) -> str:
@@ -293,7 +294,8 @@ class Firer:
                     log.exception("queued fire %s failed (tried again next pass)", fire_id)
         if len(due) == BATCH:
             return 0.0
-        return await self.seconds_to_next()
+        delay = await self.seconds_to_next()
+        return min(delay, QUEUED_RECHECK) if queued else delay
 
     async def seconds_to_next(self) -> float:
         """Seconds until the soonest enabled schedule is due (the poll interval at most)."""

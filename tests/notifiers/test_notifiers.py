@@ -389,3 +389,50 @@ async def test_a_slow_receiver_never_delays_a_launch_or_a_fire(
     assert time.monotonic() - started < 2.0  # five refused launches, none waited on a request
     got = await rx.until(6, "/slow", limit=20)
     assert len(got) == 6
+
+
+async def test_a_lapsed_lease_is_taken_over_and_the_late_writer_fenced(
+    db_url: str, rx: Receiver
+) -> None:
+    from datetime import timedelta
+
+    from app import clock
+    from app.main import create_app
+
+    fake = clock.FakeClock()
+    application = create_app(make_settings(db_url, **FAST), migrate=False)
+    state = application.state.dockfleet
+    transport = httpx.ASGITransport(app=application)
+    with clock.use(fake):
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as api:
+            n = await notifier(api, name="lease", kind="webhook", url=rx.url("/l"))
+        async with state.db.session_scope() as session:
+            session.add(
+                Delivery(
+                    notifier_id=n["id"],
+                    event_id=1,
+                    event_type="run.failed",
+                    message={
+                        "event": {"type": "run.failed"},
+                        "title": "t",
+                        "text": "t",
+                        "severity": "error",
+                    },
+                    next_attempt_at=fake.current,
+                )
+            )
+        dead, alive = Notifications(state), Notifications(state)
+        [claimed] = await dead.claim()  # ... and then its process "dies" before sending
+        assert await alive.claim() == []  # the lease holds
+        fake.advance(state.settings.notifier_lease_seconds + 1)
+        assert await alive.claim() == [claimed]
+        delivered = await alive.attempt(claimed)
+        assert delivered is not None and delivered.status == "delivered"
+        assert delivered.attempts == 2
+        assert await dead.attempt(claimed) is None  # not its lease any more: nothing written
+        fake.advance(timedelta(minutes=5).total_seconds())
+        assert await dead.claim() == []  # delivered stays delivered
+        await dead.http.aclose()
+        await alive.http.aclose()
+    assert len(rx.at("/l")) == 1
+    await state.db.dispose()
