@@ -79,6 +79,7 @@ class Notifications:
         )
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
         self._slots = asyncio.Semaphore(CONCURRENCY)
 
     def networks(self) -> list[Any]:
@@ -286,7 +287,7 @@ class Notifications:
         return max(0.0, min(poll, (soonest - clock.now()).total_seconds()))
 
     async def _delivering(self) -> None:
-        while True:
+        while not self._stopping:
             delay = self.settings.notifier_poll_seconds
             try:
                 if await self.deliver_due() >= CLAIM:
@@ -294,12 +295,15 @@ class Notifications:
                 delay = await self.seconds_to_next()
             except Exception:
                 log.exception("notification delivery pass failed")
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that
+            # arrives as the event is set, and the loop would outlive stop().
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(0.05, delay))
+                async with asyncio.timeout(max(0.05, delay)):
+                    await self._wake.wait()
             self._wake.clear()
 
     async def _feeding(self) -> None:
-        while True:
+        while not self._stopping:  # (BUS.wait may swallow a cancel: the flag ends the loop)
             handled = 0
             try:
                 handled = await self.feed.step()
@@ -315,6 +319,7 @@ class Notifications:
     def start(self) -> None:
         """Start the feed and the delivery loops."""
         if not self._tasks:
+            self._stopping = False
             loop = asyncio.get_running_loop()
             self._tasks = [
                 loop.create_task(self._feeding(), name="notifier-feed"),
@@ -323,6 +328,7 @@ class Notifications:
 
     async def stop(self) -> None:
         """Stop the loops (a delivery in flight is tried again once its lease lapses)."""
+        self._stopping = True
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

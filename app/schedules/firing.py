@@ -94,6 +94,7 @@ class Firer:
         self.state = state
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     @property
     def grace(self) -> timedelta:
@@ -315,7 +316,7 @@ class Firer:
         return max(0.0, min(poll, (soonest - clock.now()).total_seconds()))
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 delay = await self.tick()
             except Exception:
@@ -323,17 +324,22 @@ class Firer:
                 delay = ERROR_BACKOFF
             # Bounded: another replica's changes and queued fires are seen within the poll.
             delay = max(0.05, min(delay, self.state.settings.schedule_poll_seconds))
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that
+            # arrives as the event is set, and the loop would outlive stop().
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
             self._wake.clear()
 
     def start(self) -> None:
         """Start the loop."""
         if self._task is None:
+            self._stopping = False
             self._task = asyncio.get_running_loop().create_task(self._loop(), name="schedules")
 
     async def stop(self) -> None:
         """Stop the loop (a fire in flight either committed or did not happen)."""
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
