@@ -3,9 +3,10 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SYSTEM_PACKAGES := docker.io openssh-server busybox-static iproute2 util-linux openssl
+SYSTEM_PACKAGES := docker.io openssh-server busybox-static iproute2 util-linux openssl chromium
 
-.PHONY: install run test lint typecheck pytest system-deps bench bench-fleet bench-scale clean
+.PHONY: install run test lint typecheck pytest system-deps bench bench-fleet bench-scale clean \
+	image-deps image-test image-requirements compose-check
 
 install: $(STAMP)
 
@@ -18,7 +19,8 @@ $(STAMP): pyproject.toml
 run: install
 	$(BIN)/dockfleet serve --host $${DOCKFLEET_HOST:-127.0.0.1} --port $${DOCKFLEET_PORT:-9595}
 
-# Installs what the integration tests need (real dockerd, sshd, busybox) when run as root.
+# Installs what the integration tests need (real dockerd, sshd, busybox; chromium for the docs
+# pages' browser test) when run as root.
 system-deps:
 	@if [ "$$(id -u)" = "0" ]; then \
 	  missing=""; \
@@ -27,11 +29,51 @@ system-deps:
 	  test -x /bin/busybox || missing="$$missing busybox-static"; \
 	  command -v ip >/dev/null || missing="$$missing iproute2"; \
 	  command -v openssl >/dev/null || missing="$$missing openssl"; \
+	  command -v chromium >/dev/null || missing="$$missing chromium"; \
 	  if [ -n "$$missing" ]; then \
 	    echo "installing:$$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	  fi; \
 	else echo "not root: integration tests need root and will be skipped (or fail with CI=true)"; fi
+
+# The container image, built and run with no image registry (needs root): the base is
+# debootstrapped from Debian packages (cached in .cache/image/), built on a fleet dockerd, run
+# with a fleet daemon's socket mounted, and a run launched through it (tests/image/).
+image-deps: system-deps
+	@if [ "$$(id -u)" = "0" ]; then \
+	  missing=""; \
+	  command -v debootstrap >/dev/null || missing="$$missing debootstrap"; \
+	  docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null \
+	    || missing="$$missing docker-compose"; \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  fi; \
+	fi
+
+image-test: install image-deps
+	$(BIN)/pytest -m image tests/image
+	@echo "image-test: $$(tr -d '\n' < .ci/artifacts/image-test.json)"
+	@$(MAKE) --no-print-directory compose-check
+
+# docker-compose.yml through `docker compose config` (or docker-compose v1), on a copy beside
+# the example env file, with and without the postgres profile; skipped (said so) without either.
+compose-check:
+	@if docker compose version >/dev/null 2>&1; then compose="docker compose"; \
+	elif command -v docker-compose >/dev/null; then compose="docker-compose"; \
+	else echo "compose-check: no docker compose plugin (nor docker-compose): docker-compose.yml NOT checked"; exit 0; fi; \
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	cp docker-compose.yml "$$tmp/" && cp dockfleet.env.example "$$tmp/dockfleet.env" && \
+	cd "$$tmp" && export DOCKER_GID=999 && \
+	$$compose config -q && $$compose --profile postgres config -q && \
+	echo "compose-check: docker-compose.yml is valid ($$compose config, with and without --profile postgres)"
+
+# Re-pin the image's Python dependencies (requirements-image.txt) from a fresh venv.
+image-requirements:
+	rm -rf .cache/reqs-venv && $(PY) -m venv .cache/reqs-venv
+	.cache/reqs-venv/bin/pip install -q '.[postgres]'
+	{ sed -n '1,2p' requirements-image.txt; .cache/reqs-venv/bin/pip freeze --exclude dockfleet; } > requirements-image.txt.new
+	mv requirements-image.txt.new requirements-image.txt && rm -rf .cache/reqs-venv
 
 lint: install
 	$(BIN)/ruff check app tests bench examples

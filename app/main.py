@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
 
-from app import __version__, errors, meta, service
+from app import __version__, docs, errors, meta, service
 from app.auth import TokenGate
 from app.config import Settings
 from app.db import Database, upgrade
@@ -70,6 +70,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         description=DESCRIPTION,
         lifespan=lifespan,
         redirect_slashes=False,
+        docs_url=None,  # app.docs serves /docs and /redoc with their own assets (no CDN)
+        redoc_url=None,
     )
     app.state.dockfleet = state
     errors.install(app)
@@ -79,6 +81,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     app.include_router(api)
 
     app.include_router(service.router)
+    docs.install(app)
     # Outermost last: the slash is normalised, then the token checked, then the body bounded.
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(TokenGate, tokens=state.tokens, metrics_public=settings.metrics_public)

@@ -535,6 +535,8 @@ async def run_fleet(
             res.max_peak_running = max(peaks, default=0)
             res.hosts_over_limit = sum(p > fleet.slots for p in peaks)
             res.duplicate_starts = tot["duplicate_starts"]
+            if res.duplicate_starts:
+                print(f"  duplicate starts: {stats.get('duplicate_examples')}", flush=True)
             res.engine_calls = stats["calls"]
             res.engine_requests = tot["requests"]
             res.creates, res.starts = tot["creates"], tot["starts"]

@@ -4,6 +4,12 @@ Each enabled host is checked on its own timer (spread over the interval, never i
 every check is bounded by the Docker deadline, so a silent host never delays another. A host
 that failed a check is swept (our unclaimed leftover containers stopped and removed, lingering
 holds released) by the `sweeper` hook on its next good check, before it is healthy again.
+
+A timer check that finds a healthy host still healthy changes nothing but its timestamps: those
+are kept in memory and written for all such hosts in one statement every few seconds
+(`FLUSH_SECONDS`), so a quiet fleet costs a read and a ping per check, not a write transaction.
+Anything else (a flip, a failure, new facts, a sweep, a check someone asked for) is written at
+once.
 """
 
 from __future__ import annotations
@@ -12,9 +18,9 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import func, literal, update
+from sqlalchemy import bindparam, func, literal, update
 from sqlmodel import col, select
 
 from app import clock
@@ -27,6 +33,12 @@ from app.events import store as events
 from app.hosts.models import CheckResult, WorkerHost
 
 log = logging.getLogger("dockfleet.health")
+
+# How long a quiet check's timestamps may wait in memory (far below stale_after_seconds).
+FLUSH_SECONDS = 5.0
+# How long the list of enabled hosts is reused by the timer (a new or re-enabled host is
+# checked at once through check_soon regardless).
+IDS_SECONDS = 5.0
 
 # The sweeper returns None when the host is clean, else why it could not be swept.
 Sweeper = Callable[[Endpoint], Awaitable[str | None]]
@@ -45,6 +57,8 @@ class HealthMonitor:
         self._pending: set[asyncio.Task[CheckResult | None]] = set()
         self._inflight: dict[int, asyncio.Task[CheckResult | None]] = {}
         self._due: dict[int, float] = {}
+        self._seen: dict[int, datetime] = {}  # quiet checks' timestamps, not written yet
+        self._ids: tuple[float, set[int]] | None = None  # (loop time read, enabled host ids)
         self.sweeper: Sweeper | None = None
         # Called with the host id whenever a host's health flips (either way), and after
         # every failed check.
@@ -56,30 +70,38 @@ class HealthMonitor:
         """False when DOCKFLEET_HEALTH_INTERVAL_SECONDS is 0."""
         return self.interval > 0
 
-    async def check(self, host_id: int) -> CheckResult | None:
+    async def check(
+        self, host_id: int, quiet: bool = False, row: WorkerHost | None = None
+    ) -> CheckResult | None:
         """Live-check one host now and store the result; None if the host is gone.
 
         Concurrent callers for the same host share one check (a supervisor in trouble, the
         monitor's timer and `?check=true` never pile up checks on a struggling host).
+        `quiet` (the timer's checks): a healthy host found healthy has its timestamps written
+        with the next flush instead of at once.
         """
         task = self._inflight.get(host_id)
         if task is None:
-            task = asyncio.get_running_loop().create_task(self._check(host_id))
+            task = asyncio.get_running_loop().create_task(self._check(host_id, quiet, row))
             self._inflight[host_id] = task
             task.add_done_callback(lambda _t: self._inflight.pop(host_id, None))
         return await asyncio.shield(task)
 
-    async def _check(self, host_id: int) -> CheckResult | None:
-        async with self.db.sessions() as session:
-            host = await session.get(WorkerHost, host_id)
-            if host is None:
-                return None
-            ep = Endpoint.of(host)
-            was_healthy, needs_sweep = host.healthy, host.needs_sweep
-            facts_due = host.facts_at is None or clock.now() - host.facts_at > timedelta(
-                seconds=self.facts_every
-            )
-            stored_version = host.docker_version
+    async def _check(
+        self, host_id: int, quiet: bool = False, row: WorkerHost | None = None
+    ) -> CheckResult | None:
+        host = row
+        if host is None:
+            async with self.db.sessions() as session:
+                host = await session.get(WorkerHost, host_id)
+        if host is None:
+            return None
+        ep = Endpoint.of(host)
+        was_healthy, needs_sweep = host.healthy, host.needs_sweep
+        facts_due = host.facts_at is None or clock.now() - host.facts_at > timedelta(
+            seconds=self.facts_every
+        )
+        stored_version = host.docker_version
         async with self._limit:
             try:
                 found = await self.pool.ping(ep, facts=facts_due)
@@ -95,6 +117,12 @@ class HealthMonitor:
             if needs_sweep or found.reconnected:
                 problem = await self._sweep(ep)
         now = clock.now()
+        if quiet and was_healthy and problem is None and found.facts is None:
+            self._seen[host_id] = now  # nothing changed but the time: written with the flush
+            return CheckResult(
+                ok=True, latency_ms=found.latency_ms, error=None, docker_version=stored_version
+            )
+        self._seen.pop(host_id, None)
         values: dict[str, object] = {"last_seen_at": now, "last_check_at": now}
         if found.facts is not None:
             facts = found.facts
@@ -140,7 +168,28 @@ class HealthMonitor:
         for listener in self.on_change:
             listener(host_id)
 
+    async def flush(self) -> int:
+        """Write the quiet checks' timestamps (one statement for all); how many hosts."""
+        if not self._seen:
+            return 0
+        seen, self._seen = self._seen, {}
+        stmt = (
+            update(WorkerHost)
+            .where(col(WorkerHost.id) == bindparam("host_id"))
+            .values(last_seen_at=bindparam("seen"), last_check_at=bindparam("seen"))
+        )
+        rows = [{"host_id": h, "seen": at} for h, at in seen.items()]
+        try:
+            async with self.db.engine.begin() as conn:
+                await conn.execute(stmt, rows)
+        except Exception:
+            for host_id, at in seen.items():  # kept for the next flush (a newer one wins)
+                self._seen.setdefault(host_id, at)
+            raise
+        return len(rows)
+
     async def _record_failure(self, host_id: int, error: str) -> None:
+        self._seen.pop(host_id, None)
         now = clock.now()
         await self._write(
             host_id,
@@ -177,6 +226,15 @@ class HealthMonitor:
                 await events.record(session, kind, host_id=host_id, host=flipped[0], error=error)
             return flipped is not None
 
+    def hosts_changed(self) -> None:
+        """A host was added, enabled, disabled or deleted: the timer reads the list again."""
+        self._ids = None
+
+    async def _timer_ids(self, now: float) -> set[int]:
+        if self._ids is None or now - self._ids[0] >= IDS_SECONDS:
+            self._ids = (now, set(await self._enabled_ids()))
+        return self._ids[1]
+
     async def _enabled_ids(self) -> list[int]:
         async with self.db.sessions() as session:
             rows = await session.exec(select(WorkerHost.id).where(col(WorkerHost.enabled)))
@@ -201,14 +259,16 @@ class HealthMonitor:
             return
         self._spawn(host_id)
 
-    def _spawn(self, host_id: int) -> None:
-        task = asyncio.get_running_loop().create_task(self._checked(host_id))
+    def _spawn(self, host_id: int, quiet: bool = False, row: WorkerHost | None = None) -> None:
+        task = asyncio.get_running_loop().create_task(self._checked(host_id, quiet, row))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _checked(self, host_id: int) -> CheckResult | None:
+    async def _checked(
+        self, host_id: int, quiet: bool = False, row: WorkerHost | None = None
+    ) -> CheckResult | None:
         try:
-            return await self.check(host_id)
+            return await self.check(host_id, quiet, row)
         except Exception:
             log.exception("health check of host %s crashed", host_id)
             return None
@@ -218,26 +278,38 @@ class HealthMonitor:
 
     async def _round(self, now: float) -> float:
         """Start the checks that are due; returns how long to sleep until the next one."""
-        ids = set(await self._enabled_ids())
+        ids = await self._timer_ids(now)
         for gone in set(self._due) - ids:
             del self._due[gone]
         for host_id in ids - set(self._due):
             # Spread the first checks of hosts we have not seen yet over the interval.
             self._due[host_id] = now + random.uniform(0, min(self.interval, 5.0))
-        for host_id, due in self._due.items():
-            if due <= now:
-                self._due[host_id] = now + self._jitter()
-                if host_id not in self._inflight:
-                    self._spawn(host_id)
+        due = [h for h, at in self._due.items() if at <= now and h not in self._inflight]
+        for host_id in due:
+            self._due[host_id] = now + self._jitter()
+        if due:  # the rows of every host due now, in one read
+            async with self.db.sessions() as session:
+                query = select(WorkerHost).where(
+                    col(WorkerHost.id).in_(due), col(WorkerHost.enabled)
+                )
+                rows = {h.id: h for h in (await session.exec(query)).all()}
+            for host_id in due:
+                if host_id in rows and host_id not in self._inflight:
+                    self._spawn(host_id, quiet=True, row=rows[host_id])
         upcoming = min(self._due.values(), default=now + self.interval)
         return max(0.05, min(upcoming - now, 1.0))
 
     async def run(self) -> None:
         """Check each host on its own jittered timer, forever."""
         loop = asyncio.get_running_loop()
+        flushed = loop.time()
         while True:
             try:
                 pause = await self._round(loop.time())
+                if loop.time() - flushed >= FLUSH_SECONDS:
+                    flushed = loop.time()
+                    await self.flush()
+                pause = min(pause, max(0.05, FLUSH_SECONDS - (loop.time() - flushed)))
             except Exception:
                 log.exception("health monitor round failed")
                 pause = 1.0
@@ -255,3 +327,7 @@ class HealthMonitor:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._task = None
+        try:
+            await self.flush()
+        except Exception:  # the database is gone at shutdown: the times were only times
+            log.warning("could not write the last health-check times at shutdown")

@@ -57,7 +57,10 @@ async def _record_update(
 
 
 def _changed(state: StateDep, host_id: int) -> None:
-    """Tell the scheduler the host changed (it reads the host again before its next pass)."""
+    """Tell the scheduler the host changed (it reads the host again before its next pass),
+    and the monitor's timer (it reads which hosts are enabled again)."""
+    if state.monitor is not None:
+        state.monitor.hosts_changed()
     scheduler = state.services.get("scheduler")
     if scheduler is not None:
         scheduler.host_changed(host_id)

@@ -56,7 +56,7 @@ async def follow(state: AppState, run_id: int) -> AsyncIterator[str]:
     while True:
         async with state.db.sessions() as session:
             run = await store.get_or_raise(session, run_id)
-            tasks = (await store.tasks_of(session, [run_id]))[run_id]
+            tasks = (await store.tasks_of(session, [run_id], with_logs=True))[run_id]
         for task in tasks:
             key = (task.position, task.attempt)
             if task.status in DONE:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, ForeignKey, Integer, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, Text, UniqueConstraint
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
 
@@ -52,6 +52,8 @@ class Run(SQLModel, table=True):
     """An ordered list of tasks run on one host, one container at a time."""
 
     __tablename__ = "runs"
+    # The hot list: "runs in these states, newest first" reads the index in order, no sort.
+    __table_args__ = (Index("ix_runs_status_created_at", "status", "created_at"),)
 
     id: int | None = SQLField(default=None, primary_key=True)
     directive_id: int | None = SQLField(

@@ -178,7 +178,7 @@ async def run_logs(
         return StreamingResponse(
             logstream.follow(state, run_id), media_type="text/plain; charset=utf-8"
         )
-    tasks = (await store.tasks_of(session, [run_id]))[run_id]
+    tasks = (await store.tasks_of(session, [run_id], with_logs=True))[run_id]
     return RunLogs(
         run_id=run_id,
         status=RunStatus(run.status),

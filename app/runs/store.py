@@ -8,6 +8,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, update
+from sqlalchemy.orm import defer
+from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -33,8 +35,10 @@ async def get_or_raise(session: AsyncSession, run_id: int) -> Run:
     return run
 
 
-async def tasks_of(session: AsyncSession, run_ids: list[int]) -> dict[int, list[RunTask]]:
-    """The tasks of each run, in order."""
+async def tasks_of(
+    session: AsyncSession, run_ids: list[int], *, with_logs: bool = False
+) -> dict[int, list[RunTask]]:
+    """The tasks of each run, in order; their stored logs only when asked (`logs` is "" else)."""
     out: dict[int, list[RunTask]] = defaultdict(list)
     if not run_ids:
         return out
@@ -43,6 +47,8 @@ async def tasks_of(session: AsyncSession, run_ids: list[int]) -> dict[int, list[
         .where(col(RunTask.run_id).in_(run_ids))
         .order_by(col(RunTask.run_id), col(RunTask.position))
     )
+    if not with_logs:
+        query = query.options(defer(RunTask.logs, raiseload=True))  # type: ignore[arg-type]
     for task in (await session.exec(query)).all():
         out[task.run_id].append(task)
     return out
@@ -58,14 +64,15 @@ async def list_runs(
     offset: int = 0,
 ) -> tuple[int, list[Run]]:
     """A page of runs, newest first, and the total count."""
-    query = select(Run)
+    where: list[ColumnElement[bool]] = []
     if statuses:
-        query = query.where(col(Run.status).in_([s.value for s in statuses]))
+        where.append(col(Run.status).in_([s.value for s in statuses]))
     if worker_host_id is not None:
-        query = query.where(col(Run.worker_host_id) == worker_host_id)
+        where.append(col(Run.worker_host_id) == worker_host_id)
     if directive_id is not None:
-        query = query.where(col(Run.directive_id) == directive_id)
-    total = (await session.exec(select(func.count()).select_from(query.subquery()))).one()
+        where.append(col(Run.directive_id) == directive_id)
+    query = select(Run).where(*where)
+    total = (await session.exec(select(func.count(col(Run.id))).where(*where))).one()
     page = (
         query.order_by(col(Run.created_at).desc(), col(Run.id).desc()).limit(limit).offset(offset)
     )

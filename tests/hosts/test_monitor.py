@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 from fastapi import FastAPI
 
 from app.clock import FakeClock
 from app.hosts.models import WorkerHost
 from app.hosts.monitor import HealthMonitor
+from bench.hollow import running
 from tests.builders import MISSING_SOCKET, host_payload
 
 API = "/api/worker-hosts/"
@@ -93,3 +96,32 @@ async def test_host_goes_stale_just_past_the_limit(
     assert any(r.startswith("stale: last seen") for r in past_limit["unschedulable_reasons"])
     assert listed["is_stale"] is True
     assert heartbeat["is_stale"] is False
+
+
+async def test_quiet_checks_write_their_times_with_the_flush(
+    client: httpx.AsyncClient, app: FastAPI, fake_clock: FakeClock, tmp_path: Path
+) -> None:
+    """A timer check that finds a healthy host healthy is written with the next flush, in one
+    statement for every such host; a check someone asked for is written at once."""
+    async with running(tmp_path / "h", hosts=2, latency_ms=0) as hollow:
+        ids = []
+        for i, path in enumerate(hollow.paths):
+            body = host_payload(name=f"quiet{i}", base_url=f"unix://{path}")
+            ids.append((await client.post(API, json=body)).json()["id"])
+        monitor = monitor_of(app)
+        for host_id in ids:
+            assert (await monitor.check(host_id)).ok  # type: ignore[union-attr]
+        first = fake_clock.current
+        fake_clock.advance(10)
+        for host_id in ids:
+            assert (await monitor.check(host_id, quiet=True)).ok  # type: ignore[union-attr]
+            assert (await row(app, host_id)).last_seen_at == first  # not written yet
+        assert await monitor.flush() == 2
+        for host_id in ids:
+            stored = await row(app, host_id)
+            assert stored.last_seen_at == stored.last_check_at == fake_clock.current
+        assert await monitor.flush() == 0
+
+        fake_clock.advance(10)
+        assert (await monitor.check(ids[0])).ok  # type: ignore[union-attr]
+        assert (await row(app, ids[0])).last_seen_at == fake_clock.current
