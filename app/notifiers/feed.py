@@ -80,6 +80,7 @@ class Feed:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.cursor: events.Cursor | None = None
+        self.queued = 0  # deliveries the last step enqueued
 
     async def _position(self, session: AsyncSession) -> int | None:
         row = await session.get(NotifierFeed, FEED)
@@ -158,7 +159,9 @@ class Feed:
         return before != outcome
 
     async def step(self) -> int:
-        """One pass: enqueue deliveries for the next events; how many events it handled."""
+        """One pass: enqueue deliveries for the next events; how many events it handled
+        (`self.queued`: how many deliveries)."""
+        self.queued = 0
         async with self.db.sessions() as session:
             position = await self._position(session)
             if position is None:
@@ -204,6 +207,7 @@ class Feed:
                 return 0
         if queued:
             log.info("%d notifications queued for %d events", queued, len(batch))
+        self.queued = queued
         return len(batch)
 
     @staticmethod

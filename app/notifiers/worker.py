@@ -47,6 +47,7 @@ for _name in ("httpx", "httpcore"):
 CLAIM = 16  # deliveries claimed per pass
 CONCURRENCY = 8  # requests in flight per process
 LOG_KEEP = 10  # attempts kept in a delivery's log
+FEED_DEBOUNCE = 0.2  # seconds the feed waits after a wake-up, to read a burst of events at once
 RETRY_CODES = {408, 425, 429}
 _URL = re.compile(r"https?://\S+")
 
@@ -309,12 +310,14 @@ class Notifications:
                 handled = await self.feed.step()
             except Exception:
                 log.exception("notification feed pass failed")
-            if handled:
+            if self.feed.queued:
                 self.wake()
-                if handled >= BATCH:
-                    continue
-            # Woken at once by an event committed here; other replicas' within the poll.
-            await events.BUS.wait(self.settings.notifier_poll_seconds)
+            if handled >= BATCH:
+                continue
+            # Woken at once by an event committed here (other replicas' within the poll), then
+            # a short pause: the events of one state change come in a burst, read them at once.
+            if await events.BUS.wait(self.settings.notifier_poll_seconds):
+                await asyncio.sleep(FEED_DEBOUNCE)
 
     def start(self) -> None:
         """Start the feed and the delivery loops."""
