@@ -89,7 +89,7 @@ def test_notifiers_commands(server: LiveServer) -> None:
         url = rx.url("/hook/tok3n")
         out = cli(
             "notifiers", "add", "ops", "--kind", "webhook", "--secret-env", "HOOK_SECRET",
-            "--event", "schedule.failed", "--schedule", "1", "--on-change-only",
+            "--event", "schedule.failed", "--schedule", "424242", "--on-change-only",
             DOCKFLEET_NOTIFIER_URL=url, HOOK_SECRET="hm4c",
         ).stdout  # fmt: skip
         assert "created notifier ops" in out and f"127.0.0.1:{rx.port}/…" in out
