@@ -3,24 +3,39 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SYSTEM_PACKAGES := docker.io openssh-server busybox-static iproute2 util-linux openssl chromium
+# The lock: every package with its version and hashes (make lock writes both files).
+LOCK := requirements.lock
+UV_LOCK := requirements-uv.lock
+LOCK_ARGS := --generate-hashes --universal --python-version 3.11 --no-header -q
+SYSTEM_PACKAGES := docker.io openssh-server busybox-static iproute2 util-linux openssl chromium \
+	postgresql
 
-.PHONY: install run test lint typecheck pytest system-deps bench bench-fleet bench-scale clean \
+.PHONY: install lock run test lint typecheck pytest system-deps bench bench-fleet bench-scale clean \
 	image-deps image-test image-requirements compose-check
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Installs exactly the lock: uv (itself pinned by hash) syncs the venv to requirements.lock
+# (removing anything else), then adds dockfleet itself, editable, without dependencies.
+$(STAMP): pyproject.toml $(LOCK) $(UV_LOCK)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --no-deps --require-hashes -r $(UV_LOCK)
+	$(BIN)/uv pip sync -q --python $(BIN)/python --require-hashes $(LOCK)
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
 	touch $(STAMP)
+
+# Re-resolves pyproject.toml's dependencies (newest allowed versions) into the lock.
+lock:
+	test -x $(BIN)/uv || { test -x $(BIN)/python || $(PY) -m venv $(VENV); $(BIN)/pip install -q uv; }
+	$(BIN)/uv pip compile pyproject.toml --extra dev $(LOCK_ARGS) --upgrade -o $(LOCK)
+	grep -E '^uv==' $(LOCK) | cut -d' ' -f1 | $(BIN)/uv pip compile - $(LOCK_ARGS) -o $(UV_LOCK)
 
 run: install
 	$(BIN)/dockfleet serve --host $${DOCKFLEET_HOST:-127.0.0.1} --port $${DOCKFLEET_PORT:-9595}
 
 # Installs what the integration tests need (real dockerd, sshd, busybox; chromium for the docs
-# pages' browser test) when run as root.
+# pages' browser test; PostgreSQL's server for the throw-away cluster of tests/pgcluster.py)
+# when run as root.
 system-deps:
 	@if [ "$$(id -u)" = "0" ]; then \
 	  missing=""; \
@@ -30,6 +45,7 @@ system-deps:
 	  command -v ip >/dev/null || missing="$$missing iproute2"; \
 	  command -v openssl >/dev/null || missing="$$missing openssl"; \
 	  command -v chromium >/dev/null || missing="$$missing chromium"; \
+	  ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	  if [ -n "$$missing" ]; then \
 	    echo "installing:$$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \

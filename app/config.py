@@ -152,7 +152,10 @@ class Settings(BaseSettings):
         1024 * 1024, ge=1024, description="Tail of each task's logs kept after its container goes."
     )
     follow_max_seconds: float = Field(
-        6 * 3600, gt=0, description="A live log stream (?follow=true) ends after this long."
+        6 * 3600,
+        gt=0,
+        description="A live log stream (?follow=true) or an event stream ends after this long "
+        "(an event stream's client reconnects and resumes).",
     )
     db_busy_timeout_seconds: float = Field(
         5, gt=0, le=60, description="How long a database write waits for a lock before a 503."
@@ -165,6 +168,24 @@ class Settings(BaseSettings):
         ge=1,
         description="A run's supervisor retries after this many consecutive internal errors "
         "at most; then it stops the container and fails the run.",
+    )
+    gpu_probe_seconds: float = Field(
+        300,
+        ge=0,
+        description="Seconds between GPU probes of each healthy host declaring GPUs (or auto); "
+        "0: only at a host's first good check and on demand.",
+    )
+    gpu_probe_timeout_seconds: float = Field(
+        60, gt=0, description="Deadline of one GPU probe container (create to removal)."
+    )
+    gpu_busy_mb: int = Field(
+        1024,
+        ge=0,
+        description="A GPU dockfleet does not hold with more memory used than this (MiB) is "
+        "busy elsewhere and not given out.",
+    )
+    gpu_max_temperature_c: float = Field(
+        90, gt=0, description="A GPU hotter than this (°C) at its probe is held out."
     )
     instance_id: str | None = Field(
         None,

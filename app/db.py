@@ -66,9 +66,22 @@ def make_engine(url: str, busy_timeout: float = 5.0) -> AsyncEngine:
     connect_args: dict[str, Any] = {}
     if "+asyncpg" in url:
         connect_args = {"timeout": max(busy_timeout, 5.0), "command_timeout": 30}
-    return create_async_engine(
+    engine = create_async_engine(
         url, pool_pre_ping=True, pool_timeout=busy_timeout, connect_args=connect_args
     )
+
+    @event.listens_for(engine.sync_engine, "do_connect")
+    def _connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        # asyncpg lets a refused, unreachable or timed-out connect through as a bare OSError or
+        # TimeoutError; as the driver's OperationalError it is a database error like any other
+        # (a 503 while the server is away, and the pool reconnects once it is back).
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except (OSError, TimeoutError) as exc:
+            detail = " ".join(str(exc).split()) or type(exc).__name__
+            raise dialect.loaded_dbapi.OperationalError(f"cannot connect: {detail}") from exc
+
+    return engine
 
 
 _REASONS = (
@@ -78,6 +91,12 @@ _REASONS = (
     ("readonly", "database is read-only"),
     ("unable to open", "cannot open the database file"),
     ("too many connections", "too many connections"),
+    ("connection refused", "connection refused (the database server is down?)"),
+    ("connect call failed", "connection refused (the database server is down?)"),
+    ("the database system is", "the database server is starting or shutting down"),
+    ("terminating connection", "connection to the database lost"),
+    ("connection was closed", "connection to the database lost"),
+    ("cannot connect", "cannot connect to the database"),
     ("timeout", "timed out"),
     ("timed out", "timed out"),
 )
@@ -103,6 +122,82 @@ def unavailable_reason(exc: BaseException) -> str | None:
         return "connection to the database lost"
     if isinstance(exc, sa_exc.OperationalError):
         return "the database refused the statement"
+    return None
+
+
+SUPPORTED_URLS = {
+    "sqlite+aiosqlite": "sqlite+aiosqlite:///PATH",
+    "postgresql+asyncpg": "postgresql+asyncpg://USER:PASSWORD@HOST:PORT/DATABASE",
+}
+
+
+def url_problem(url: str) -> str | None:
+    """What is wrong with a database URL before any connection (None: nothing)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    forms = " or ".join(SUPPORTED_URLS.values())
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return f"not a database URL; use {forms}"
+    if parsed.drivername not in SUPPORTED_URLS:
+        return f"unsupported scheme {parsed.drivername!r}; use {forms}"
+    if parsed.drivername.startswith("postgresql") and not parsed.database:
+        return f"no database name; use {SUPPORTED_URLS['postgresql+asyncpg']}"
+    return None
+
+
+def _scrub(text: str, url: str) -> str:
+    """`text` without the URL's password, on one line."""
+    from sqlalchemy.engine import make_url
+
+    line = " ".join(text.split())
+    password = make_url(url).password
+    return line.replace(str(password), "***") if password else line
+
+
+def connect_reason(exc: BaseException, url: str) -> str:
+    """Why a connection failed, in a few clean words on one line, never with the password."""
+    import socket
+
+    from sqlalchemy import exc as sa_exc
+
+    orig: BaseException = exc
+    while isinstance(orig, sa_exc.DBAPIError) and orig.orig is not None:
+        orig = orig.orig
+    text = str(orig)
+    refused = ("connect call failed", "connection refused")
+    if isinstance(orig, ConnectionRefusedError) or any(r in text.lower() for r in refused):
+        return "connection refused (is the server running and listening on that port?)"
+    if isinstance(orig, socket.gaierror):
+        return "host name not found"
+    if isinstance(orig, TimeoutError):
+        return "timed out"
+    if isinstance(orig, OSError) and orig.strerror:
+        return _scrub(orig.strerror, url)
+    reason = unavailable_reason(exc) if isinstance(exc, sa_exc.DBAPIError) else None
+    first = (text.strip().splitlines() or [type(orig).__name__])[0]
+    return _scrub(first or reason or type(orig).__name__, url)
+
+
+PROBE_SECONDS = 10.0  # `dockfleet serve` gives up on an unanswering database after this
+
+
+async def probe(url: str) -> str | None:
+    """Connect and run one statement within PROBE_SECONDS: None when that works, else why not."""
+    from sqlalchemy import text
+
+    engine = make_engine(url, busy_timeout=PROBE_SECONDS)
+    try:
+        async with asyncio.timeout(PROBE_SECONDS), engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except TimeoutError:
+        return f"no answer within {PROBE_SECONDS:g} s"
+    except Exception as exc:
+        return connect_reason(exc, url)
+    finally:
+        await engine.dispose()
     return None
 
 

@@ -112,5 +112,34 @@ async def stop(state: AppState) -> None:
 
 
 def app_factory() -> Any:
-    """For `uvicorn --factory app.main:app_factory`."""
-    return create_app()
+    """For `uvicorn --factory app.main:app_factory` (logging set up from the settings)."""
+    from app import logs
+
+    settings = Settings()
+    logs.configure(settings)
+    _end_streams_on_exit()
+    return create_app(settings)
+
+
+def _end_streams_on_exit() -> None:
+    """Under the uvicorn command (whose Server we do not make), end the event streams when it
+    is told to exit: uvicorn waits for every open connection, and a stream never ends by
+    itself (`dockfleet serve` does the same with its own Server class). The factory runs in
+    the main thread after uvicorn installed its handlers: ours chains to them."""
+    import signal
+    import threading
+
+    from app.events.store import BUS
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous = signal.getsignal(sig)
+        if not callable(previous):
+            continue
+
+        def handler(signum: int, frame: Any, previous: Any = previous) -> None:
+            BUS.close()
+            previous(signum, frame)
+
+        signal.signal(sig, handler)

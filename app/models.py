@@ -4,6 +4,7 @@ from sqlmodel import SQLModel
 
 from app.directives.models import Directive
 from app.events.models import Event
+from app.gpus.models import Gpu, GpuProbe
 from app.hosts.holds import GpuHold, SlotHold
 from app.hosts.models import WorkerHost
 from app.meta import Meta
@@ -18,7 +19,9 @@ __all__ = [
     "Delivery",
     "Directive",
     "Event",
+    "Gpu",
     "GpuHold",
+    "GpuProbe",
     "Meta",
     "Notifier",
     "NotifierFeed",

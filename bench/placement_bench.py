@@ -77,8 +77,9 @@ def bench_plan(hosts: int, runs: int, repeat: int = 5) -> dict[str, float]:
 
 
 def bench_settings(url: str) -> Settings:
-    """No background checks or reconcile passes: the hosts are simulated."""
+    """No background checks, GPU probes or reconcile passes: the hosts are simulated."""
     values = {"database_url": url, "health_interval_seconds": 0, "reconcile_interval_seconds": 0}
+    values["gpu_probe_seconds"] = 0
     return Settings(_env_file=None, **values)  # type: ignore[call-arg, arg-type]
 
 

@@ -1,7 +1,11 @@
-"""Shared fixtures: settings on a fresh migrated SQLite file, the app, an ASGI client, and the
+"""Shared fixtures: settings on a fresh migrated database, the app, an ASGI client, and the
 real fleet of dockerds/sshd (session scope) for tests/integration and tests/faults.
 
-Without root or dockerd/sshd the fleet skips, except with CI=true, where it fails instead.
+The database is SQLite; the tests of the modules in BOTH_BACKENDS run a second time on
+PostgreSQL (`db_backend` is parametrized, the PostgreSQL runs are marked `postgresql`): the server
+of DOCKFLEET_TEST_POSTGRES_URL when set, else a throw-away cluster the session starts
+(tests/pgcluster.py) and removes. Without root or dockerd/sshd/PostgreSQL these tests skip,
+except with CI=true, where they fail instead.
 """
 
 from __future__ import annotations
@@ -21,9 +25,34 @@ from app import clock
 from app.config import Settings
 from app.db import upgrade_sync
 from app.main import create_app, start, stop
-from tests import pgtemplate
+from tests import pgcluster
 from tests.fleet import Daemon, Fleet, start_fleet
 from tests.fleet.aio import docker_for as _docker_for
+from tests.pgtemplate import PgServer, configured_url
+
+# The persistence, launch, scheduler, recovery and multi-process tests: run on both databases.
+BOTH_BACKENDS = frozenset(
+    {
+        "tests/hosts/test_routes.py",
+        "tests/hosts/test_monitor.py",
+        "tests/tasks/test_routes.py",
+        "tests/directives/test_routes.py",
+        "tests/runs/test_waiting.py",
+        "tests/scheduling/test_holds.py",
+        "tests/scheduling/test_ownership.py",
+        "tests/scheduling/test_guard.py",
+        "tests/scheduling/test_placement.py",
+        "tests/integration/test_runs_lifecycle.py",
+        "tests/integration/test_runs_concurrency.py",
+        "tests/integration/test_runs_gpu.py",
+        "tests/integration/test_runs_hosts.py",
+        "tests/integration/test_runs_recovery.py",
+        "tests/integration/test_runs_multiprocess.py",
+        "tests/faults/test_races.py",
+        "tests/test_migrations.py",
+    }
+)
+_ROOT = Path(__file__).resolve().parents[1]
 
 _TOOLS = ("dockerd", "containerd", "runc", "nsenter", "ip", "openssl", "ssh-keygen", "umount")
 
@@ -36,14 +65,66 @@ def _missing_prerequisite() -> str | None:
     return f"integration tests need {', '.join(missing)}" if missing else None
 
 
+def _unavailable(reason: str) -> None:
+    """Skip, or fail with CI=true: CI never silently runs less than the suite."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true: {reason}")
+    pytest.skip(reason)
+
+
+POSTGRESQL = pytest.param("postgresql", marks=pytest.mark.postgresql)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test of a BOTH_BACKENDS module that uses a database runs on SQLite and PostgreSQL,
+    unless it parametrizes `db_backend` itself."""
+    if "db_backend" not in metafunc.fixturenames:
+        return
+    for mark in metafunc.definition.iter_markers("parametrize"):
+        if "db_backend" in str(mark.args[0]):
+            return
+    try:
+        module = Path(metafunc.definition.path).resolve().relative_to(_ROOT).as_posix()
+    except ValueError:
+        return
+    if module in BOTH_BACKENDS:
+        metafunc.parametrize("db_backend", ["sqlite", POSTGRESQL], indirect=True)
+
+
+@pytest.fixture
+def db_backend(request: pytest.FixtureRequest) -> str:
+    """The database of the test: sqlite, or postgresql in a BOTH_BACKENDS test's second run."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[PgServer]:
+    """The PostgreSQL server of the session, with a migrated template database.
+
+    DOCKFLEET_TEST_POSTGRES_URL when set; else a throw-away cluster (started on first use,
+    removed at the end of the session)."""
+    url, cluster = configured_url(), None
+    if url is None:
+        reason = pgcluster.missing()
+        if reason:
+            _unavailable(reason)
+        cluster = pgcluster.Cluster.create()
+        url = cluster.url
+    server = PgServer(url)
+    try:
+        server.make_template(upgrade_sync)
+        yield server
+    finally:
+        if cluster is not None:
+            cluster.remove()
+
+
 @pytest.fixture(scope="session")
 def fleet() -> Iterator[Fleet]:
     """The real fleet: four dockerds in their own netns (one behind sshd), plus `fleet.fault`."""
     reason = _missing_prerequisite()
     if reason:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true: {reason}")
-        pytest.skip(reason)
+        _unavailable(reason)
     started = start_fleet()
     try:
         yield started
@@ -59,24 +140,23 @@ def docker_for() -> Callable[[Daemon], aiodocker.Docker]:
 
 @pytest.fixture(scope="session")
 def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One SQLite file with every migration applied; tests copy it (fast, and real).
-
-    With DOCKFLEET_TEST_POSTGRES_URL, a migrated PostgreSQL template database is made too.
-    """
+    """One SQLite file with every migration applied; tests copy it (fast, and real)."""
     path = tmp_path_factory.mktemp("db") / "template.db"
     upgrade_sync(f"sqlite+aiosqlite:///{path}")
-    if pgtemplate.server_url():
-        pgtemplate.make_template(upgrade_sync)
     return path
 
 
 @pytest.fixture
-def db_url(tmp_path: Path, migrated_template: Path) -> Iterator[str]:
-    """A fresh, migrated database for one test (SQLite; PostgreSQL when asked for)."""
-    if pgtemplate.server_url():
-        url = pgtemplate.fresh_database()
+def db_url(
+    request: pytest.FixtureRequest, db_backend: str, tmp_path: Path, migrated_template: Path
+) -> Iterator[str]:
+    """A fresh, migrated database for one test: a copy of the SQLite template, or on PostgreSQL
+    a database cloned from the template database (dropped afterwards)."""
+    if db_backend == "postgresql":
+        server: PgServer = request.getfixturevalue("pg")
+        url = server.fresh_database()
         yield url
-        pgtemplate.drop(url)
+        server.drop(url)
         return
     path = tmp_path / "dockfleet.db"
     shutil.copy(migrated_template, path)
@@ -96,6 +176,11 @@ def make_settings(db_url: str, **overrides: Any) -> Settings:
         "notifier_allowed_networks": "loopback",  # notifications only ever go to loopback
         "secrets_dir": "/tmp",  # the test fleet's keys and certificates live under /tmp
     }
+    if db_url.startswith("postgresql"):
+        # A launch's answer says `starting` when its placement lands within this; on PostgreSQL
+        # a test's first placement (new connections, statements prepared) takes longer than
+        # the 50 ms default on a busy 2-core machine, and the tests assert that answer.
+        values["launch_wait_seconds"] = 0.5
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
@@ -132,3 +217,13 @@ def fake_clock() -> Iterator[clock.FakeClock]:
     fake = clock.FakeClock()
     with clock.use(fake):
         yield fake
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print what the tests measured (tests/measured.py)."""
+    from tests.measured import MEASURED
+
+    if MEASURED:
+        terminalreporter.section("measured")
+        for line in MEASURED:
+            terminalreporter.write_line(line)

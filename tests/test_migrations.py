@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from app.db import alembic_config
+from app.db import Database, alembic_config
 from app.models import metadata
 from app.tasks.models import TaskCreate
+from tests.pgtemplate import PgServer
 
 SEEDED = {"log_triage", "gpu_report", "service_map"}
 
@@ -140,20 +142,85 @@ def _seed_revision() -> str:
     raise AssertionError("no seed revision")
 
 
-def test_processes_migrating_a_new_database_at_once_all_come_up(tmp_path: Path) -> None:
-    """Several servers starting together on a new database: one migrates, the others wait."""
-    import subprocess
-    import sys
+def _revisions() -> list[str]:
+    script = ScriptDirectory.from_config(alembic_config("sqlite+aiosqlite://"))
+    return [rev.revision for rev in script.walk_revisions()]
 
-    url = f"sqlite+aiosqlite:///{tmp_path / 'together.db'}"
-    code = f"from app.db import upgrade_sync; upgrade_sync({url!r})"
-    procs = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(3)]
-    assert [p.wait(120) for p in procs] == [0, 0, 0]
-    eng = sa.create_engine(url.replace("+aiosqlite", ""))
+
+async def _versions(url: str) -> list[tuple[str, ...]]:
+    db = Database(url)
     try:
-        with eng.connect() as conn:
-            versions = conn.execute(sa.text("SELECT version_num FROM alembic_version")).all()
+        async with db.engine.connect() as conn:
+            rows = await conn.execute(sa.text("SELECT version_num FROM alembic_version"))
+            return [tuple(r) for r in rows.all()]
     finally:
-        eng.dispose()
-    head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
-    assert versions == [(head,)]
+        await db.dispose()
+
+
+@pytest.fixture
+def new_database(request: pytest.FixtureRequest, db_backend: str, tmp_path: Path) -> Iterator[str]:
+    """A database nobody migrated yet: a new SQLite file, or an empty PostgreSQL database."""
+    if db_backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'new.db'}"
+        return
+    server: PgServer = request.getfixturevalue("pg")
+    url = server.empty_database()
+    yield url
+    server.drop(url)
+
+
+async def test_replicas_started_at_once_on_a_new_database_migrate_once(
+    tmp_path: Path, new_database: str
+) -> None:
+    """Three `dockfleet serve` started together on a new database all come up; the migration
+    lock (file lock on SQLite, advisory lock on PostgreSQL) lets exactly one of them apply the
+    revisions while the others wait, then find nothing left to do."""
+    from tests.integration.test_runs_recovery import Server
+
+    servers = [
+        Server(tmp_path / f"r{i}", cli=True, DOCKFLEET_DATABASE_URL=new_database) for i in range(3)
+    ]
+    ports = {s.port for s in servers}
+    assert len(ports) == 3
+    try:
+        await asyncio.gather(*(s.start() for s in servers))
+        logs = [s.log() for s in servers]
+    finally:
+        for server in servers:
+            server.kill()
+    applied = [log.count("Running upgrade") for log in logs]
+    assert sorted(applied) == [0, 0, len(_revisions())], (applied, logs)
+    head = ScriptDirectory.from_config(alembic_config(new_database)).get_current_head()
+    assert await _versions(new_database) == [(head,)]
+    assert len({s.instance_id() for s in servers}) == 1
+
+
+@pytest.mark.postgresql
+def test_migrations_round_trip_and_do_not_drift_on_postgresql(pg: PgServer) -> None:
+    """The same revisions on PostgreSQL: up, down to nothing, up again; no drift from the models."""
+    url = pg.empty_database()
+    try:
+        cfg = alembic_config(url)
+        command.upgrade(cfg, "head")
+        command.downgrade(cfg, "base")
+        assert pg.fetch(url, "SELECT version_num FROM alembic_version") == []
+        command.upgrade(cfg, "head")
+        names = {r[0] for r in pg.fetch(url, "SELECT name FROM task_definitions")}
+        assert names == SEEDED
+
+        async def drift() -> list[Any]:
+            db = Database(url)
+            try:
+                async with db.engine.connect() as conn:
+
+                    def compare(sync_conn: sa.Connection) -> list[Any]:
+                        context = MigrationContext.configure(sync_conn, opts={"compare_type": True})
+                        return list(compare_metadata(context, metadata))
+
+                    return await conn.run_sync(compare)
+            finally:
+                await db.dispose()
+
+        assert asyncio.run(drift()) == []
+    finally:
+        pg.drop(url)

@@ -12,7 +12,7 @@ import typer
 from typer.core import TyperGroup
 
 from app import __version__
-from app.cli import directives, fleet, hosts, notifiers, runs, schedules
+from app.cli import directives, events, fleet, hosts, notifiers, runs, schedules
 from app.cli.common import Env, report
 from app.client import DockfleetError
 
@@ -82,6 +82,8 @@ token = typer.Typer(help="API tokens.", no_args_is_help=True)
 token.command("new")(fleet.token_new)
 app.add_typer(token, name="token")
 app.command("status")(fleet.status)
+app.command("doctor")(fleet.doctor)
+app.command("events")(events.events)
 app.add_typer(hosts.app, name="hosts")
 app.add_typer(directives.directives, name="directives")
 app.add_typer(directives.tasks, name="tasks")

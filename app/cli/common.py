@@ -84,6 +84,12 @@ def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(_plain(value), indent=2) + "\n")
 
 
+def print_line(value: Any) -> None:
+    """Write `value` as one line of JSON (a stream for machines), flushed at once."""
+    sys.stdout.write(json.dumps(_plain(value)) + "\n")
+    sys.stdout.flush()
+
+
 def emit(value: Any, json: bool, human: Callable[[], Any]) -> None:
     """`value` as JSON for machines, else what `human()` renders, for people."""
     if json:

@@ -116,6 +116,12 @@ def add_task(
     description: Annotated[str, typer.Option(help="What it does.")] = "",
     env: EnvOpt = None,
     gpus: Annotated[int, typer.Option(min=0, help="GPUs one container needs (0 = none).")] = 0,
+    gpu_memory_mb: Annotated[
+        int | None, typer.Option(min=1, help="Each GPU has at least this much memory (MiB).")
+    ] = None,
+    gpu_name: Annotated[
+        str | None, typer.Option(help='Each GPU\'s name contains this, e.g. "4090".')
+    ] = None,
     timeout: Annotated[
         int | None, typer.Option(min=1, help="Kill the container after this many seconds.")
     ] = None,
@@ -152,6 +158,7 @@ def add_task(
         "network_mode": network,
     }
     optional |= {"cpu_limit": cpus, "memory_limit_mb": memory_mb}
+    optional |= {"gpu_memory_mb": gpu_memory_mb, "gpu_name": gpu_name}
     body |= {k: v for k, v in optional.items() if v is not None}
     created = client(ctx).tasks.create(body)
     _show_task(created, json, "created")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
 
 from app.cli import render_runs as render
-from app.cli.common import JsonOpt, client, emit, err, fail
+from app.cli.common import JsonOpt, client, emit, err, fail, out, print_line
 from app.runs.schemas import ACTIVE, RunStatus
 
 
@@ -43,7 +44,7 @@ def serve(
     import uvicorn
 
     from app.config import Settings
-    from app.db import upgrade_sync
+    from app.db import connect_reason, upgrade_sync
     from app.main import create_app
 
     try:
@@ -57,17 +58,61 @@ def serve(
     if insecure_no_token:
         changes["insecure_no_token"] = True
     settings = settings.model_copy(update=changes)
-    level = settings.log_level.upper()
-    logging.basicConfig(level=level, format="%(levelname)s:     %(name)s: %(message)s")
+    from app import logs
+
+    logs.configure(settings)
     _check_exposure(settings)
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
-    err().print(f"applying migrations to {_redacted(settings.database_url)}")
+    _check_database(settings.database_url)
+    where = _redacted(settings.database_url)
+    if settings.log_format.lower() == "json":  # every line of stderr is then one JSON object
+        logging.getLogger("dockfleet").info("applying migrations to %s", where)
+    else:
+        err().print(f"applying migrations to {where}")
     try:
         upgrade_sync(settings.database_url)
     except Exception as exc:  # a broken database URL or file is the user's to fix, not a bug
-        raise fail(f"cannot migrate the database: {type(exc).__name__}: {exc}") from None
+        reason = connect_reason(exc, settings.database_url)
+        raise fail(f"cannot migrate the database: {type(exc).__name__}: {reason}") from None
     app = create_app(settings, migrate=False)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower())
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        log_config=None if settings.log_format.lower() == "json" else uvicorn.config.LOGGING_CONFIG,
+    )
+    _server_class()(config).run()
+
+
+def _server_class() -> Any:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server; on SIGINT/SIGTERM the event streams end first, since uvicorn waits
+        for every open connection to finish and an event stream never does by itself."""
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            from app.events.store import BUS
+
+            BUS.close()
+            super().handle_exit(sig, frame)
+
+    return Server
+
+
+def _check_database(url: str) -> None:
+    """A wrong, unreachable or refusing database: one line on stderr and exit 1, at once."""
+    import asyncio
+
+    from app.db import probe, url_problem
+
+    problem = url_problem(url)
+    if problem:
+        raise fail(f"invalid DOCKFLEET_DATABASE_URL: {problem}")
+    reason = asyncio.run(probe(url))
+    if reason:
+        raise fail(f"cannot reach the database at {_redacted(url)}: {reason}")
 
 
 def _check_exposure(settings: Any) -> None:
@@ -113,22 +158,52 @@ def _redacted(url: str) -> str:
         return url.split("@")[-1]
 
 
-def status(ctx: typer.Context, json: JsonOpt = False) -> None:
-    """The fleet at a glance: every host's health, staleness, load and GPUs; the active runs;
-    the next fires of the schedules."""
+def status(
+    ctx: typer.Context,
+    json: JsonOpt = False,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            "-w",
+            help="Redraw on every host or run event (GET /api/events/) until Ctrl-C; with "
+            "--json, one JSON line per redraw.",
+        ),
+    ] = False,
+) -> None:
+    """The fleet at a glance: every host's health, staleness, load and GPUs; each GPU (memory,
+    utilisation, temperature, which run holds it); the active runs; the schedules' next fires."""
     fleet = client(ctx)
+    if watch:
+        _watch(fleet, json)
+        return
+    snapshot = _snapshot(fleet)
+    emit(snapshot, json, lambda: _drawn(snapshot))
+
+
+def _snapshot(fleet: Any) -> dict[str, Any]:
     hosts = list(fleet.hosts.iter())
     active = list(fleet.runs.iter(status=sorted(ACTIVE)))
     pending = fleet.runs.list(status=RunStatus.pending, limit=1).count
+    gpus = [fleet.gpus.get(h.id) for h in hosts if h.capabilities.gpus or h.gpu_probe_status]
     planned = list(fleet.schedules.iter(enabled=True))
     upcoming = sorted(
-        (s for s in planned if s.next_fire_at is not None), key=lambda s: s.next_fire_at or 0
+        (s for s in planned if s.next_fire_at is not None), key=lambda s: s.next_fire_at
     )[:5]
-    emit(
-        {"hosts": hosts, "active_runs": active, "pending_runs": pending, "next_fires": upcoming},
-        json,
-        lambda: _with_fires(render.fleet(hosts, active, pending), upcoming),
+    return {
+        "hosts": hosts,
+        "active_runs": active,
+        "pending_runs": pending,
+        "gpus": gpus,
+        "next_fires": upcoming,
+    }
+
+
+def _drawn(snapshot: dict[str, Any]) -> Any:
+    view = render.fleet(
+        snapshot["hosts"], snapshot["active_runs"], snapshot["pending_runs"], snapshot["gpus"]
     )
+    return _with_fires(view, snapshot.get("next_fires") or [])
 
 
 def _with_fires(fleet_view: Any, upcoming: list[Any]) -> Any:
@@ -141,3 +216,64 @@ def _with_fires(fleet_view: Any, upcoming: list[Any]) -> Any:
     if not upcoming:
         return fleet_view
     return Group(fleet_view, Text(""), Text("next fires", "bold"), next_fires(upcoming))
+
+
+def _watch(fleet: Any, json: bool) -> None:
+    """Read the fleet again on each connection (subscribed) and after each event; a terminal
+    gets the table redrawn in place, a pipe one frame (or JSON line) after another."""
+    from rich.live import Live
+
+    from app.client._sse import KEEPALIVE, Resume
+
+    console = out()
+    live = Live(console=console, auto_refresh=False) if console.is_terminal and not json else None
+    try:
+        if live is not None:
+            live.start()
+        for item in fleet.event_stream({}, Resume(None)):
+            if item is KEEPALIVE:
+                continue
+            snapshot = _snapshot(fleet)
+            if json:
+                print_line(snapshot)
+            elif live is not None:
+                live.update(_drawn(snapshot), refresh=True)
+            else:
+                console.print(_drawn(snapshot))
+                console.print()
+                sys.stdout.flush()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if live is not None:
+            live.stop()
+
+
+_VERDICT_STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
+
+
+def doctor(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Argument(help="The host's id or name.", show_default=False)],
+    json: JsonOpt = False,
+) -> None:
+    """Check a host before trusting it: reachable, Docker version/API, task images, NVIDIA
+    runtime, GPUs found vs declared, free disk on the Docker root, clock skew. One line per
+    check with ok/warn/fail and how to fix it; exit 1 when a check fails."""
+    from rich.markup import escape
+
+    from app.cli.common import host_id, out
+
+    report = client(ctx).hosts.doctor(host_id(ctx, host))
+    if json:
+        emit(report, True, lambda: None)
+    else:
+        console = out()
+        console.print(f"[bold]{escape(report.host_name)} (#{report.host_id})[/]")
+        for c in report.checks:
+            style = _VERDICT_STYLE[c.status]
+            console.print(f"[{style}]{c.status:<4}[/] {c.name:<15} {escape(c.detail)}")
+            if c.fix:
+                console.print(f"     {'':<15} [dim]fix:[/] {escape(c.fix)}")
+    if not report.ok:
+        raise typer.Exit(1)

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 import typer
 
-from app.cli import render
+from app.cli import render, render_gpus
 from app.cli.common import JsonOpt, client, emit, host_id, key_values, out, print_json
 from app.client import HostRead
 
@@ -78,6 +78,15 @@ def _tls_config(ca: str | None, cert: str | None, key: str | None) -> dict[str, 
     return {"ca_cert": ca, "client_cert": cert, "client_key": key}
 
 
+def _gpu_capabilities(gpus: str) -> dict[str, Any]:
+    if gpus.strip().lower() == "auto":
+        return {"gpus": "auto"}
+    if not gpus.strip().isdigit():
+        raise typer.BadParameter('a count of GPUs, or "auto"', param_hint="--gpus")
+    count = int(gpus)
+    return {"gpus": count > 0, "gpu_count": count}
+
+
 @app.command("add")
 def add(
     ctx: typer.Context,
@@ -118,7 +127,17 @@ def add(
     tls_key: Annotated[
         str | None, typer.Option(help="Client key path.", rich_help_panel=_TLS)
     ] = None,
-    gpus: Annotated[int, typer.Option(min=0, help="GPUs on the host (0 = none).")] = 0,
+    gpus: Annotated[
+        str,
+        typer.Option(
+            help='GPUs on the host: a count (0 = none; checked by discovery), or "auto" to use '
+            "what the GPU probe finds."
+        ),
+    ] = "0",
+    gpu_probe_image: Annotated[
+        str | None,
+        typer.Option(help="Image of the GPU probe (default: the gpu_report task's image)."),
+    ] = None,
     max_concurrency: Annotated[
         int, typer.Option(min=1, help="Runs the host may hold at once.")
     ] = 1,
@@ -132,6 +151,8 @@ def add(
 
       dockfleet hosts add Unraid --socket unix:///var/run/docker.sock --gpus 2 --max-concurrency 5
 
+      dockfleet hosts add gpubox --socket unix:///var/run/docker.sock --gpus auto
+
       dockfleet hosts add vm --tcp tcp://10.0.0.15:2375 --ssh-user vmadmin --ssh-key /secrets/vm_key
     """
     if bool(socket) == bool(tcp):
@@ -140,12 +161,13 @@ def add(
         "name": name,
         "enabled": not disabled,
         "capabilities": {
-            "gpus": gpus > 0,
-            "gpu_count": gpus,
+            **_gpu_capabilities(gpus),
             "max_concurrency": max_concurrency,
             "labels": key_values(label, "--label"),
         },
     }
+    if gpu_probe_image:
+        body["capabilities"]["gpu_probe_image"] = gpu_probe_image
     if socket:
         if any((ssh_host, ssh_user, ssh_key, known_hosts, tls_ca, tls_cert, tls_key)):
             raise typer.BadParameter("SSH and TLS options need --tcp, not --socket")
@@ -174,6 +196,23 @@ def show(ctx: typer.Context, host: HostArg, json: JsonOpt = False) -> None:
     """Show one host: configuration, health, load, Docker facts."""
     found = client(ctx).hosts.get(host_id(ctx, host))
     emit(found, json, lambda: render.host_detail(found))
+
+
+@app.command("gpus")
+def gpus_of(
+    ctx: typer.Context,
+    host: HostArg,
+    probe: Annotated[
+        bool, typer.Option("--probe", help="Run the GPU probe now (…/gpus/probe/).")
+    ] = False,
+    json: JsonOpt = False,
+) -> None:
+    """The host's GPUs as its last probe found them (declared vs found, each GPU's memory,
+    utilisation, temperature, processes and use); --probe probes them now."""
+    fleet = client(ctx)
+    key = host_id(ctx, host)
+    inventory = fleet.gpus.probe(key) if probe else fleet.gpus.get(key)
+    emit(inventory, json, lambda: render_gpus.inventory(inventory))
 
 
 @app.command("health")

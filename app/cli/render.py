@@ -65,17 +65,26 @@ def load(host: HostRead) -> str:
 
 
 def gpus(host: HostRead) -> str:
-    """GPUs in use against GPUs offered, e.g. `1/2 (1)`, or `-`."""
-    total = host.capabilities.gpu_count or 0
-    if not host.capabilities.gpus or not total:
+    """GPUs held by our runs against GPUs offered, e.g. `1/4 (1 busy elsewhere)`, or `-`."""
+    if not host.capabilities.gpus:
         return "-"
-    used = host.gpus_in_use
-    return f"{len(used)}/{total}" + (f" ({','.join(used)})" if used else "")
+    if not host.gpus_total:
+        return "auto: none found" if host.capabilities.gpus == "auto" else "0"
+    extra = [f"{host.gpus_free} free"]
+    if host.gpus_busy_elsewhere:
+        extra.append(f"{host.gpus_busy_elsewhere} busy elsewhere")
+    if host.gpus_unhealthy:
+        extra.append(f"{host.gpus_unhealthy} held out")
+    return f"{host.gpus_held}/{host.gpus_total} ({', '.join(extra)})"
 
 
 def short_reasons(host: HostRead) -> str:
     """Why the host cannot take runs, one word each (`hosts show` has the details)."""
-    return "; ".join(dict.fromkeys(r.split(":")[0] for r in host.unschedulable_reasons))
+    return "; ".join(
+        dict.fromkeys(
+            r if r.startswith("GPU runs: ") else r.split(":")[0] for r in host.unschedulable_reasons
+        )
+    )
 
 
 def hosts_table(hosts: Iterable[HostRead]) -> Table:
@@ -121,6 +130,7 @@ def host_detail(h: HostRead) -> Table:
             ("last error", h.last_error),
             ("load", load(h)),
             ("gpus", gpus(h)),
+            ("gpu probe", _probe(h)),
             ("labels", ", ".join(f"{k}={v}" for k, v in caps.labels.items()) or None),
             (
                 "schedulable",
@@ -132,6 +142,12 @@ def host_detail(h: HostRead) -> Table:
             ("cpus / memory", _machine(h)),
         ]
     )
+
+
+def _probe(h: HostRead) -> str | None:
+    if h.gpu_probe_status is None:
+        return None
+    return h.gpu_probe_status + (f": {h.gpu_probe_error}" if h.gpu_probe_error else "")
 
 
 def _machine(h: HostRead) -> str | None:

@@ -21,7 +21,9 @@ from app.cli.render import (
     state,
     table_of,
 )
+from app.cli.render_gpus import gpu_rows
 from app.client import HostRead, RunLogs, RunRead
+from app.gpus.schemas import GpuInventory
 from app.runs.schemas import RunStatus
 
 RUN_STYLE = {
@@ -112,8 +114,14 @@ def logs_text(logs: RunLogs) -> str:
     return "".join(p if p.endswith("\n") else p + "\n" for p in parts)
 
 
-def fleet(hosts: Sequence[HostRead], active: Sequence[RunRead], pending: int) -> RenderableType:
-    """The fleet at a glance: every host with health, staleness, load and GPUs; active runs."""
+def fleet(
+    hosts: Sequence[HostRead],
+    active: Sequence[RunRead],
+    pending: int,
+    inventories: Sequence[GpuInventory] = (),
+) -> RenderableType:
+    """The fleet at a glance: every host with health, staleness, load and GPUs; each GPU;
+    active runs."""
     ready = sum(h.schedulable for h in hosts)
     head = Text.assemble(
         (f"{len(hosts)} hosts", "bold"),
@@ -121,11 +129,13 @@ def fleet(hosts: Sequence[HostRead], active: Sequence[RunRead], pending: int) ->
         (f"{len(active)} runs active", "bold"),
         f", {pending} pending",
     )
-    table = table_of("HOST", "STATE", "HEALTH", "SEEN", "LOAD", "GPUS IN USE", "NOTE")
+    table = table_of("HOST", "STATE", "HEALTH", "SEEN", "LOAD", "GPUS HELD", "NOTE")
     for h in hosts:
-        note = short_reasons(h) if not h.schedulable else ""
+        note = short_reasons(h) if h.unschedulable_reasons else ""
         add_row(table, f"{h.name} (#{h.id})", state(h), health(h), seen(h), load(h), gpus(h), note)
     parts: list[RenderableType] = [head, Text(""), table]
+    if any(inv.gpus for inv in inventories):
+        parts += [Text(""), gpu_rows(inventories)]
     if active:
         runs = table_of("RUN", "STATUS", "HOST", "DIRECTIVE", "TASK", "GPUS", "RUNNING FOR")
         for r in active:

@@ -90,6 +90,7 @@ class Resume:
         self.reconnect_seconds = reconnect_seconds
         self._down_since: float | None = None
         self._delay = 0.25
+        self._ever_connected = False
 
     def headers(self) -> dict[str, str]:
         """Last-Event-ID once an event was seen (or `after` was given)."""
@@ -98,13 +99,17 @@ class Resume:
     def connected(self) -> None:
         """A connection was answered: the next outage starts afresh."""
         self._down_since, self._delay = None, 0.25
+        self._ever_connected = True
 
     def seen(self, event: EventRead) -> None:
         """Remember the id to resume after."""
         self.last_id = event.id
 
     def retry_in(self, error: DockfleetError) -> float:
-        """Seconds to wait before reconnecting; raises `error` once the outage is too long."""
+        """Seconds to wait before reconnecting; raises `error` once the outage is too long,
+        or at once when no connection was ever answered (a wrong URL, a server not there)."""
+        if not self._ever_connected:
+            raise error
         now = time.monotonic()
         if self._down_since is None:
             self._down_since = now

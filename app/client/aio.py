@@ -36,6 +36,7 @@ from app.client._sse import (
 from app.client.calls import (
     DirectiveCalls,
     EventCalls,
+    GpuCalls,
     HostCalls,
     NotifierCalls,
     RunCalls,
@@ -90,6 +91,7 @@ class Hosts(_Room):
     drain = _bind(HostCalls.drain)
     undrain = _bind(HostCalls.undrain)
     accept_host_key = _bind(HostCalls.accept_host_key)
+    doctor = _bind(HostCalls.doctor)
     list = _bind(HostCalls.list)
 
     def iter(
@@ -102,6 +104,13 @@ class Hosts(_Room):
         """Every host, page after page."""
         call = HostCalls.list(enabled=enabled, healthy=healthy, limit=page_size)
         return self._client.pages(call)
+
+
+class Gpus(_Room):
+    """client.gpus: each host's GPUs as probes found them."""
+
+    get = _bind(GpuCalls.get)
+    probe = _bind(GpuCalls.probe)
 
 
 class Directives(_Room):
@@ -277,6 +286,7 @@ class AsyncDockfleetClient:
             base_url=self.url, headers=auth_headers(token), timeout=timeout
         )
         self.hosts = Hosts(self)
+        self.gpus = Gpus(self)
         self.directives = Directives(self)
         self.tasks = Tasks(self)
         self.runs = Runs(self)

@@ -10,7 +10,9 @@ from pydantic import BaseModel
 
 from app.client._core import Call, DockfleetError, body_of, model, nothing
 from app.directives.schemas import DirectivePage, DirectiveRead
+from app.doctor.schemas import DoctorReport
 from app.events.schemas import EventPage
+from app.gpus.schemas import GpuInventory
 from app.hosts.schemas import HostHealth, HostPage, HostRead
 from app.notifiers.schemas import DeliveryPage, DeliveryRead, NotifierPage, NotifierRead
 from app.runs.schemas import RunLogs, RunPage, RunRead, RunStatus
@@ -106,6 +108,11 @@ class HostCalls:
         return Call("GET", f"{HOSTS}{host_id}/health/", model(HostHealth), params=params)
 
     @staticmethod
+    def doctor(host_id: int) -> Call[DoctorReport]:
+        """Check the host now: reachable, Docker, images, NVIDIA runtime, GPUs, disk, clock."""
+        return Call("POST", f"{HOSTS}{host_id}/doctor/", model(DoctorReport))
+
+    @staticmethod
     def drain(host_id: int) -> Call[HostRead]:
         """The host takes no new runs; running ones finish."""
         return Call("POST", f"{HOSTS}{host_id}/drain/", model(HostRead))
@@ -114,6 +121,20 @@ class HostCalls:
     def undrain(host_id: int) -> Call[HostRead]:
         """The host takes new runs again."""
         return Call("POST", f"{HOSTS}{host_id}/undrain/", model(HostRead))
+
+
+class GpuCalls:
+    """/api/worker-hosts/{id}/gpus/: what a host's GPU probe found, and a probe now."""
+
+    @staticmethod
+    def get(host_id: int) -> Call[GpuInventory]:
+        """The host's GPU inventory as its last probe found it."""
+        return Call("GET", f"{HOSTS}{host_id}/gpus/", model(GpuInventory))
+
+    @staticmethod
+    def probe(host_id: int) -> Call[GpuInventory]:
+        """Probe the host's GPUs now (`probing` is true when it was still running)."""
+        return Call("POST", f"{HOSTS}{host_id}/gpus/probe/", model(GpuInventory))
 
 
 class DirectiveCalls:

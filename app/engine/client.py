@@ -59,6 +59,15 @@ def _state(data: Mapping[str, Any]) -> ContainerState:
     )
 
 
+@dataclass
+class Finished:
+    """A short container's end: its exit code (None: still running at the deadline) and output."""
+
+    exit_code: int | None
+    stdout: str
+    stderr: str
+
+
 class DockerClient:
     """One daemon's Docker API, as the supervisor, reconciler and monitor use it."""
 
@@ -129,6 +138,20 @@ class DockerClient:
         if not await self.has_image(image):
             took = time.monotonic() - started
             raise ImageUnavailable(f"image {image} is still missing after a pull ({took:.1f}s)")
+
+    async def can_pull(self, image: str) -> str | None:
+        """None when the daemon's registry answers for the image (it could be pulled; nothing
+        is downloaded), else why not."""
+        try:
+            async with asyncio.timeout(self.deadlines.call):
+                await self.raw._query_json(f"distribution/{image}/json")
+        except aiodocker.DockerError as exc:
+            if exc.status == 900:
+                raise
+            return str(exc.message)
+        except TimeoutError:
+            return f"no answer from the registry within {self.deadlines.call:g}s"
+        return None
 
     # -- containers -----------------------------------------------------------------------------
 
@@ -244,6 +267,33 @@ class DockerClient:
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
                 await aclose()
+
+    async def run_to_end(self, spec: ContainerSpec, budget: float) -> Finished:
+        """Create, start and wait for a short container (at most `budget` seconds), read its
+        output, and remove it whatever happened (a container still running is killed)."""
+        container_id = await self.create(spec)
+        try:
+            await self.start(container_id)
+            code = await self.wait(container_id, budget)
+            async with asyncio.timeout(self.deadlines.call):
+                container = self.raw.containers.container(container_id)
+                out = await container.log(stdout=True, stderr=False)
+                err = await container.log(stdout=False, stderr=True)
+            return Finished(exit_code=code, stdout="".join(out), stderr="".join(err))
+        finally:
+            await asyncio.shield(self.remove(container_id))
+
+    async def remove_labelled(self, labels: list[str], older_than: float) -> int:
+        """Remove the containers carrying every label (key=value) created more than
+        `older_than` seconds ago, running or not (leftovers of a crash); how many."""
+        async with asyncio.timeout(self.deadlines.call):
+            items = await self.raw.containers.list(all=True, filters={"label": labels})
+        old = [
+            c for c in items if time.time() - float(c._container.get("Created") or 0) > older_than
+        ]
+        for c in old:
+            await self.remove(str(c._container["Id"]))
+        return len(old)
 
     async def list_ours(self, instance: str) -> list[ContainerState]:
         """Every container carrying our labels for this instance, running or not."""

@@ -25,6 +25,8 @@ class ContainerSpec:
     cpu_limit: float | None = None
     memory_limit_mb: int | None = None
     gpu_ids: list[str] = field(default_factory=list)
+    # Every GPU with these driver capabilities (the GPU probe only: "utility" for nvidia-smi).
+    all_gpus: tuple[str, ...] = ()
 
     def config(self) -> dict[str, Any]:
         """The Docker API body of containers/create."""
@@ -40,6 +42,10 @@ class ContainerSpec:
         if self.gpu_ids:
             host["DeviceRequests"] = [
                 {"Driver": "nvidia", "DeviceIDs": list(self.gpu_ids), "Capabilities": [["gpu"]]}
+            ]
+        elif self.all_gpus:
+            host["DeviceRequests"] = [
+                {"Driver": "nvidia", "Count": -1, "Capabilities": [["gpu", *self.all_gpus]]}
             ]
         config: dict[str, Any] = {
             "Image": self.image,

@@ -139,11 +139,14 @@ async def _follow(
     yield prelude
     ends = time.monotonic() + settings.follow_max_seconds
     quiet_since = time.monotonic()
-    while time.monotonic() < ends:
+    while time.monotonic() < ends and not store.BUS.closed:
         batch: list[EventRead] = []
+        mark = store.BUS.wakes  # a commit from here on wakes the wait below at once
         try:
-            async with state.db.sessions() as session:
-                batch = await cursor.next_batch(session, BATCH)
+            newest = await _newest(state).get(state.db.sessions)
+            if newest > cursor.after or cursor.waiting_on_gap:
+                async with state.db.sessions() as session:
+                    batch = await cursor.next_batch(session, BATCH)
         except (DBAPIError, PoolTimeout) as exc:  # the database is away: wait, keep the client
             log.warning("event stream: cannot read events (%s); retrying", type(exc).__name__)
         for event in batch:
@@ -159,7 +162,17 @@ async def _follow(
         if time.monotonic() - quiet_since >= settings.events_keepalive_seconds:
             quiet_since = time.monotonic()
             yield ": keep-alive\n\n"
-        await store.BUS.wait(settings.events_poll_seconds)
+        left = max(0.0, min(settings.events_poll_seconds, ends - time.monotonic()))
+        await store.BUS.wait(left, since=mark)
+
+
+def _newest(state: StateDep) -> store.Newest:
+    """The process's shared probe of the newest id (made on first use)."""
+    probe: store.Newest | None = state.services.get("events_newest")
+    if probe is None:
+        probe = store.Newest(state.settings.events_poll_seconds * 0.9)
+        state.services["events_newest"] = probe
+    return probe
 
 
 @router.get(

@@ -25,12 +25,14 @@ HOST_TYPES = (
     "host.deleted",
     "host.healthy",
     "host.unhealthy",
-    "host.lost",
     "host.draining",
     "host.undrained",
     "host.enabled",
     "host.disabled",
 )
+# A GPU's probe found it taken by processes dockfleet did not start, failing (or missing), or
+# well again (app/gpus/probe.py).
+GPU_TYPES = ("gpu.busy_elsewhere", "gpu.unhealthy", "gpu.healthy")
 STREAM_RESET = "stream.reset"
 TYPE_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*(\.\*)?$")
 

@@ -13,7 +13,8 @@ The contract other rooms build on:
 - `await bounds(session)`: (oldest kept id, newest id), for a resume point that was trimmed.
 - `await trim(session, keep=N, keep_days=D)`: retention (the newest event always stays, so
   ids never restart). `Janitor` runs it in the background.
-- `BUS.wait(seconds)`: returns when an event of this process committed, or on timeout.
+- `BUS.wait(seconds)`: returns when an event of this process committed, or on timeout;
+  `BUS.closed` once the server shuts down (streams then end).
 
 Ids are monotonic (SQLite AUTOINCREMENT, a PostgreSQL sequence). On PostgreSQL a later id may
 commit before an earlier one: readers that must not miss events use `Cursor`, which holds
@@ -23,9 +24,7 @@ writer leaves a permanent gap).
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import threading
 import time
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
@@ -36,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session
 
 from app import clock
+from app.events.bus import BUS
 from app.events.models import Event
 from app.events.schemas import EventRead
 
@@ -43,51 +43,8 @@ log = logging.getLogger("dockfleet.events")
 
 GAP_GRACE_SECONDS = 10.0
 TABLE: Table = Event.__table__  # type: ignore[attr-defined]
-_PENDING = "dockfleet_events"
-_WARN = {
-    "run.failed",
-    "host.unhealthy",
-}  # logged as warnings  # key of the events waiting for the caller's commit
-
-
-class Bus:
-    """Wakes this process's streams when an event committed (thread-safe, any event loop)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = set()
-
-    def notify(self) -> None:
-        """Wake every waiter."""
-        with self._lock:
-            waiters, self._waiters = self._waiters, set()
-        for loop, fut in waiters:
-            if not loop.is_closed():
-                loop.call_soon_threadsafe(_settle, fut)
-
-    async def wait(self, seconds: float) -> bool:
-        """Until the next notify (True) or `seconds` passed (False)."""
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[None] = loop.create_future()
-        entry = (loop, fut)
-        with self._lock:
-            self._waiters.add(entry)
-        try:
-            await asyncio.wait_for(asyncio.shield(fut), seconds)
-            return True
-        except TimeoutError:
-            return False
-        finally:
-            with self._lock:
-                self._waiters.discard(entry)
-
-
-def _settle(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
-
-
-BUS = Bus()
+_PENDING = "dockfleet_events"  # key of the events waiting for the caller's commit
+_WARN = {"run.failed", "host.unhealthy", "gpu.unhealthy"}  # logged as warnings
 
 
 def _row(
@@ -254,6 +211,25 @@ async def trim(session: AsyncSession, *, keep: int, keep_days: float) -> int:
     return int(result.rowcount or 0)
 
 
+class Newest:
+    """The newest event id, read at most once per `every` seconds for all of this process's
+    streams (an idle stream then costs no query of its own); a local commit re-reads it."""
+
+    def __init__(self, every: float) -> None:
+        self.every = every
+        self.value = 0
+        self._at = float("-inf")
+        self._seen_wakes = -1
+
+    async def get(self, session_factory: Any) -> int:
+        """The newest id, from the database when the last read is older than `every`."""
+        if BUS.wakes != self._seen_wakes or time.monotonic() - self._at >= self.every:
+            self._seen_wakes, self._at = BUS.wakes, time.monotonic()
+            async with session_factory() as session:
+                self.value = (await bounds(session))[1]
+        return self.value
+
+
 class Cursor:
     """Reads the record in id order without skipping a late commit (see the module docstring)."""
 
@@ -278,6 +254,11 @@ class Cursor:
         if len(out) < len(rows) and self._gap_since is None:
             self._gap_since = time.monotonic()
         return out
+
+    @property
+    def waiting_on_gap(self) -> bool:
+        """An event behind a gap is held back: read again even if nothing newer came."""
+        return self._gap_since is not None
 
     def _gap_expired(self) -> bool:
         return self._gap_since is not None and time.monotonic() - self._gap_since >= self.grace

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from app.gpus.offer import GpuAsk, GpuState, never_reasons
 from app.hosts.models import WorkerHost
 
 
@@ -32,9 +33,17 @@ def is_lost(
 
 
 def ineligible_reasons(
-    host: WorkerHost, now: datetime, stale_after: float, gpu_need: int = 0
+    host: WorkerHost,
+    now: datetime,
+    stale_after: float,
+    gpu_need: int = 0,
+    gpus: GpuState | None = None,
+    ask: GpuAsk | None = None,
 ) -> list[str]:
-    """Why the host could never take a run needing `gpu_need` GPUs now ([] = eligible)."""
+    """Why the host could never take a run needing `gpu_need` GPUs now ([] = eligible).
+
+    `gpus`: the host's discovered GPUs (None: never probed, its declaration is trusted);
+    `ask`: the run's GPU memory/name filters (its count wins over `gpu_need`)."""
     reasons = []
     if not host.enabled:
         reasons.append("disabled")
@@ -48,9 +57,5 @@ def ineligible_reasons(
         else:
             ago = int((now - host.last_seen_at).total_seconds())
             reasons.append(f"stale: last seen {ago}s ago")
-    caps = host.caps()
-    if gpu_need and not caps.gpus:
-        reasons.append("no GPUs")
-    elif gpu_need and (caps.gpu_count or 0) < gpu_need:
-        reasons.append(f"has {caps.gpu_count} GPUs, run needs {gpu_need}")
+    reasons += never_reasons(host.caps(), gpus, ask or GpuAsk(gpu_need))
     return reasons

@@ -7,9 +7,9 @@ holds released) by the `sweeper` hook on its next good check, before it is healt
 
 A timer check that finds a healthy host still healthy changes nothing but its timestamps: those
 are kept in memory and written for all such hosts in one statement every few seconds
-(`FLUSH_SECONDS`), so a quiet fleet costs a read and a ping per check, not a write transaction.
-Anything else (a flip, a failure, new facts, a sweep, a check someone asked for) is written at
-once.
+(`FLUSH_SECONDS`, or each interval when that is shorter), so a quiet fleet costs a read and a
+ping per check, not a write transaction. Anything else (a flip, a failure, new facts, a sweep,
+a check someone asked for) is written at once.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import bindparam, func, literal, update
 from sqlmodel import col, select
 
-from app import clock
+from app import clock, logs
 from app.config import Settings
 from app.db import Database, UTCDateTime
 from app.engine.endpoint import Endpoint
@@ -52,6 +52,8 @@ class HealthMonitor:
         self.pool = pool
         self.interval = settings.health_interval_seconds
         self.facts_every = settings.facts_refresh_seconds
+        # Quiet checks' times wait at most this long (never longer than one interval).
+        self.flush_every = min(FLUSH_SECONDS, self.interval) if self.interval > 0 else FLUSH_SECONDS
         self._limit = asyncio.Semaphore(settings.health_concurrency)
         self._task: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[CheckResult | None]] = set()
@@ -90,6 +92,7 @@ class HealthMonitor:
     async def _check(
         self, host_id: int, quiet: bool = False, row: WorkerHost | None = None
     ) -> CheckResult | None:
+        logs.HOST_ID.set(host_id)  # this check's log lines say which host they are about
         host = row
         if host is None:
             async with self.db.sessions() as session:
@@ -306,10 +309,10 @@ class HealthMonitor:
         while True:
             try:
                 pause = await self._round(loop.time())
-                if loop.time() - flushed >= FLUSH_SECONDS:
+                if loop.time() - flushed >= self.flush_every:
                     flushed = loop.time()
                     await self.flush()
-                pause = min(pause, max(0.05, FLUSH_SECONDS - (loop.time() - flushed)))
+                pause = min(pause, max(0.05, self.flush_every - (loop.time() - flushed)))
             except Exception:
                 log.exception("health monitor round failed")
                 pause = 1.0

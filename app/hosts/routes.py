@@ -53,6 +53,8 @@ async def _record_update(
     kind = "host.updated"
     if host.enabled != was_enabled:
         kind = "host.enabled" if host.enabled else "host.disabled"
+    elif not fields:
+        return  # an empty PATCH changes nothing
     await events.record(session, kind, host_id=host.id, host=host.name, fields=fields)
 
 

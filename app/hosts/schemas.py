@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
@@ -48,9 +48,25 @@ HostTypeField = Annotated[HostType, Strict(False)]
 class Capabilities(_Strict):
     """What a host offers to the scheduler."""
 
-    gpus: bool = False
+    gpus: bool | Literal["auto"] = Field(
+        False,
+        description='true: the host has gpu_count GPUs (checked by discovery); "auto": use the '
+        "GPUs discovery finds; false: a CPU host.",
+    )
     gpu_count: int | None = Field(
-        None, ge=0, le=MAX_GPUS, description="GPUs on the host; 1 when gpus is true."
+        None,
+        ge=0,
+        le=MAX_GPUS,
+        description='GPUs on the host; 1 when gpus is true; left out with "auto".',
+    )
+    gpu_probe_image: str | None = Field(
+        None,
+        exclude_if=lambda v: v is None,  # shown (and stored) only when set
+        min_length=1,
+        max_length=300,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$",
+        description="Image of the GPU probe container (needs sh; nvidia-smi comes from the "
+        "NVIDIA runtime); default: the gpu_report task's image.",
     )
     max_concurrency: int = Field(
         1, gt=0, le=MAX_CONCURRENCY, description="Runs this host may hold at once."
@@ -59,6 +75,10 @@ class Capabilities(_Strict):
 
     @model_validator(mode="after")
     def _gpus_consistent(self) -> Capabilities:
+        if self.gpus == "auto":
+            if self.gpu_count is not None:
+                raise ValueError('gpus "auto" takes the count discovery finds: leave out gpu_count')
+            return self
         count = self.gpu_count if self.gpu_count is not None else int(self.gpus)
         if not self.gpus and count > 0:
             raise ValueError("gpu_count > 0 needs gpus: true")
@@ -69,8 +89,8 @@ class Capabilities(_Strict):
         return self
 
     def gpu_ids(self) -> list[str]:
-        """The device ids the host offers: "0", "1", …"""
-        return [str(i) for i in range(self.gpu_count or 0)]
+        """The device ids the host declares: "0", "1", … (discovered GPUs: app/gpus)."""
+        return [str(i) for i in range(self.gpu_count or 0)] if self.gpus is True else []
 
 
 def _absolute(path: str, field: str) -> str:
@@ -198,8 +218,24 @@ class HostRead(BaseModel):
         description="Held slots whose run ended or left, until a sweep finds the container gone."
     )
     gpus_in_use: list[str]
-    schedulable: bool
-    unschedulable_reasons: list[str]
+    gpus_total: int = Field(0, description="GPUs found by the last probe (else declared).")
+    gpus_free: int = Field(0, description="GPUs that can be given out now.")
+    gpus_busy_elsewhere: int = Field(
+        0, description="GPUs used by processes dockfleet did not start (not given out)."
+    )
+    gpus_unhealthy: int = Field(0, description="GPUs held out: unhealthy, or missing.")
+    gpus_held: int = Field(0, description="GPUs held by runs of ours.")
+    gpu_probe_status: str | None = Field(
+        None, description="Last GPU probe: ok, no_runtime, driver_error, error (null: never)."
+    )
+    gpu_probe_error: str | None = None
+    schedulable: bool = Field(description="Can take a run needing no GPUs now.")
+    gpu_schedulable: bool = Field(
+        False, description="Can take a one-GPU run now (see `unschedulable_reasons`)."
+    )
+    unschedulable_reasons: list[str] = Field(
+        description='Why not; reasons that only stop GPU runs start with "GPU runs: ".'
+    )
     docker_version: str | None
     api_version: str | None
     ncpu: int | None

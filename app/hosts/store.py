@@ -10,6 +10,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app import clock
 from app.db import Database
 from app.errors import HostBusy
+from app.gpus import store as gpus_store
+from app.gpus.offer import GpuState, GpuUse, gpu_run_reasons, units_of
 from app.hosts import holds
 from app.hosts.eligibility import HostLoad, ineligible_reasons, is_stale
 from app.hosts.models import HostRead, WorkerHost
@@ -72,8 +74,14 @@ async def active_counts(session: AsyncSession, host_ids: list[int]) -> dict[int,
     return {h: int(n) for h, n in (await session.exec(query)).all()}
 
 
-def to_read(host: WorkerHost, load: HostLoad | None, active: int, stale_after: float) -> HostRead:
-    """The API view of a host: no secrets, derived fields computed now."""
+def to_read(
+    host: WorkerHost,
+    load: HostLoad | None,
+    active: int,
+    stale_after: float,
+    gpus: GpuState | None = None,
+) -> HostRead:
+    """The API view of a host: no secrets, derived fields computed now (`gpus`: its probe)."""
     load = load or HostLoad()
     now = clock.now()
     reasons = ineligible_reasons(host, now, stale_after)
@@ -83,6 +91,10 @@ def to_read(host: WorkerHost, load: HostLoad | None, active: int, stale_after: f
         if load.lingering:
             text += f" ({load.lingering} until their containers are known gone)"
         reasons.append(text)
+    schedulable = not reasons
+    gpu_reasons = gpu_run_reasons(caps, gpus, set(load.gpus_in_use))
+    reasons += [f"GPU runs: {r}" for r in gpu_reasons]
+    totals = GpuUse(units_of(caps, gpus), set(load.gpus_in_use)).totals()
     data = host.model_dump(
         exclude={"ssh_config", "tls_config", "capabilities", "placement_seq", "needs_sweep"}
     )
@@ -96,8 +108,12 @@ def to_read(host: WorkerHost, load: HostLoad | None, active: int, stale_after: f
         held_slots=load.held,
         lingering_slots=load.lingering,
         gpus_in_use=sorted(load.gpus_in_use, key=lambda g: (len(g), g)),
-        schedulable=not reasons,
+        schedulable=schedulable,
+        gpu_schedulable=schedulable and bool(caps.gpus) and not gpu_reasons,
         unschedulable_reasons=reasons,
+        gpu_probe_status=gpus.status if gpus is not None else None,
+        gpu_probe_error=gpus.error if gpus is not None else None,
+        **totals,
     )
 
 
@@ -108,7 +124,11 @@ async def read_many(
     ids = [h.id for h in hosts if h.id is not None]
     found = await loads(session, ids)
     active = await active_counts(session, ids)
-    return [to_read(h, found.get(h.id or 0), active.get(h.id or 0, 0), stale_after) for h in hosts]
+    gpus = await gpus_store.states(session, ids)
+    return [
+        to_read(h, found.get(h.id or 0), active.get(h.id or 0, 0), stale_after, gpus.get(h.id or 0))
+        for h in hosts
+    ]
 
 
 async def pending_targeting(session: AsyncSession, host_id: int) -> int:

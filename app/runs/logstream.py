@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncIterator
 
 from app.deps import AppState
 from app.engine.endpoint import Endpoint
 from app.errors import DockerCallFailed, EngineError
+from app.events import store as events
 from app.hosts.models import WorkerHost
 from app.runs import store
 from app.runs.models import FINAL, RunStatus, RunTask
@@ -88,4 +88,6 @@ async def follow(state: AppState, run_id: int) -> AsyncIterator[str]:
                 + " ===\n"
             )
             return
-        await asyncio.sleep(POLL)
+        if events.BUS.closed:  # the server is shutting down
+            return
+        await events.BUS.wait(POLL)  # a state change of this process wakes it at once

@@ -77,6 +77,10 @@ class Run(SQLModel, table=True):
         description="The schedule that fired the run (null: launched by hand).",
     )
     gpu_need: int = 0
+    gpu_memory_mb: int = SQLField(default=0, description="Least total memory of each GPU (MiB).")
+    gpu_name: str | None = SQLField(
+        default=None, max_length=100, description="Substring each GPU's name must contain."
+    )
     gpu_device_ids: list[str] = SQLField(default_factory=list, sa_column=Column(JSON))
     placements: int = SQLField(default=0, description="How many times the run was placed.")
     cancel_requested: bool = False

@@ -72,14 +72,19 @@ async def launch_run(
     """
     scheduler: service.SchedulerPort | None = state.services.get("scheduler")
     known = scheduler.known() if scheduler is not None else None
+    known_gpus = scheduler.known_gpus() if known is not None and scheduler is not None else None
+    if known_gpus is None:
+        known = None  # a probe's news is not in the view yet: ask the database
     run, tasks = await service.launch(
-        session, state.settings, body, state.policy, known[0] if known else None
+        session, state.settings, body, state.policy, known[0] if known else None, known_gpus
     )
     await session.commit()
     placement = None
     if scheduler is not None:
         assert run.id is not None
-        future = scheduler.submit(run.id, run.gpu_need, run.target_host_id)
+        future = scheduler.submit(
+            run.id, run.gpu_need, run.target_host_id, run.gpu_memory_mb, run.gpu_name
+        )
         try:  # the pass that includes this run, if it comes soon; else the run is pending
             placement = await asyncio.wait_for(
                 asyncio.shield(future), state.settings.launch_wait_seconds
@@ -92,7 +97,7 @@ async def launch_run(
         run.gpu_device_ids, run.placements = list(placement.gpu_ids), 1
         run.placed_at = clock.now()
         return store.to_read(run, tasks)
-    waiting = await service.explain_pending(session, state.settings, [run], known)
+    waiting = await service.explain_pending(session, state.settings, [run], known, known_gpus)
     return store.to_read(run, tasks, waiting.get(run.id or 0))
 
 

@@ -111,7 +111,11 @@ class RunRead(BaseModel):
     target_host_id: int | None
     schedule_id: int | None = Field(None, description="The schedule that fired it, if one did.")
     gpu_need: int
-    gpu_device_ids: list[str]
+    gpu_memory_mb: int = Field(0, description="Least total memory asked of each GPU (MiB).")
+    gpu_name: str | None = Field(None, description="Substring asked of each GPU's name.")
+    gpu_device_ids: list[str] = Field(
+        description="The GPUs it holds: their UUIDs (indexes on hosts never probed)."
+    )
     placements: int
     cancel_requested: bool
     error: str | None

@@ -16,6 +16,8 @@ from app.config import Settings
 from app.directives.models import Directive
 from app.errors import Conflict, InvalidField, NoAvailableHosts, TargetIneligible, not_found
 from app.events import store as events
+from app.gpus import store as gpus_store
+from app.gpus.offer import GpuAsk, GpuState, GpuUse, units_of
 from app.hosts import store as hosts_store
 from app.hosts.eligibility import HostLoad, ineligible_reasons
 from app.hosts.models import WorkerHost
@@ -32,9 +34,15 @@ class SchedulerPort(Protocol):
     def request_cancel(self, run_id: int) -> asyncio.Event | None: ...
     def forget(self, run_id: int) -> None: ...
     def submit(
-        self, run_id: int, gpu_need: int, target_host_id: int | None
+        self,
+        run_id: int,
+        gpu_need: int,
+        target_host_id: int | None,
+        gpu_memory_mb: int = 0,
+        gpu_name: str | None = None,
     ) -> asyncio.Future[Any]: ...
     def known(self) -> tuple[list[Any], dict[int, HostLoad]] | None: ...
+    def known_gpus(self) -> dict[int, GpuState] | None: ...
 
 
 async def resolve_tasks(
@@ -71,12 +79,36 @@ async def resolve_tasks(
 
 
 def _anyone_eligible(
-    hosts: Iterable[Any], gpu_need: int, target_id: int | None, now: datetime, stale: float
+    hosts: Iterable[Any],
+    ask: GpuAsk,
+    target_id: int | None,
+    now: datetime,
+    stale: float,
+    gpus: dict[int, GpuState],
 ) -> bool:
     return any(
-        not ineligible_reasons(h, now, stale, gpu_need)
+        not ineligible_reasons(h, now, stale, ask.count, gpus.get(h.id), ask)
         for h in hosts
         if target_id is None or h.id == target_id
+    )
+
+
+def gpu_ask(tasks: list[TaskDefinition]) -> GpuAsk:
+    """What the run asks of GPUs: the most any task needs, the most memory, the one name."""
+    gpu_tasks = [t for t in tasks if t.gpus_needed()]
+    if not gpu_tasks:
+        return GpuAsk()
+    names = list(dict.fromkeys(t.gpu_name for t in gpu_tasks if t.gpu_name))
+    if len(names) > 1:
+        raise InvalidField(
+            "tasks",
+            f"the tasks ask for GPUs named differently ({', '.join(names)}): one run "
+            "uses one set of GPUs",
+        )
+    return GpuAsk(
+        count=max(t.gpus_needed() for t in gpu_tasks),
+        memory_mb=max(t.gpu_memory_mb or 0 for t in gpu_tasks),
+        name=names[0] if names else None,
     )
 
 
@@ -86,18 +118,27 @@ async def check_hosts(
     gpu_need: int,
     target: WorkerHost | None,
     known: Iterable[Any] | None = None,
+    ask: GpuAsk | None = None,
+    known_gpus: dict[int, GpuState] | None = None,
 ) -> None:
     """503 when no host could ever take the run; 409 when the target cannot (never a fallback).
 
-    `known`: the scheduler's view of the hosts; when some host there can take the run the
-    database is not read at all (a refusal is always confirmed from the database).
+    `known`: the scheduler's view of the hosts (`known_gpus`: of their GPUs); when some host
+    there can take the run the database is not read at all (a refusal is always confirmed
+    from the database).
     """
     now, stale_after = clock.now(), settings.stale_after_seconds
+    ask = ask or GpuAsk(gpu_need)
     target_id = target.id if target is not None else None
-    if known is not None and _anyone_eligible(known, gpu_need, target_id, now, stale_after):
+    if known is not None and _anyone_eligible(
+        known, ask, target_id, now, stale_after, known_gpus or {}
+    ):
         return
+    gpus = await gpus_store.states(session) if ask.count else {}
     if target is not None:
-        reasons = ineligible_reasons(target, now, stale_after, gpu_need)
+        reasons = ineligible_reasons(
+            target, now, stale_after, ask.count, gpus.get(target.id or 0), ask
+        )
         if reasons:
             raise TargetIneligible(
                 f"worker host {target.id} ({target.name}) cannot take this run: "
@@ -110,7 +151,7 @@ async def check_hosts(
     rejections = [
         {"host_id": h.id, "name": h.name, "reasons": r}
         for h in hosts
-        if (r := ineligible_reasons(h, now, stale_after, gpu_need))
+        if (r := ineligible_reasons(h, now, stale_after, ask.count, gpus.get(h.id or 0), ask))
     ]
     if len(rejections) == len(hosts):
         raise NoAvailableHosts("No available hosts found", hosts=rejections, gpu_need=gpu_need)
@@ -131,6 +172,7 @@ async def launch(
     body: LaunchRequest,
     policy: TaskPolicy,
     known: Iterable[Any] | None = None,
+    known_gpus: dict[int, GpuState] | None = None,
     *,
     schedule_id: int | None = None,
 ) -> tuple[Run, list[RunTask]]:
@@ -147,14 +189,16 @@ async def launch(
             raise not_found("worker host", body.target_host_id)
     tasks = await resolve_tasks(session, body.tasks, directive)
     check_policy(policy, directive, tasks)
-    gpu_need = max(t.gpus_needed() for t in tasks)
-    await check_hosts(session, settings, gpu_need, target, known)
+    ask = gpu_ask(tasks)
+    await check_hosts(session, settings, ask.count, target, known, ask, known_gpus)
     run = Run(
         directive_id=directive.id,
         directive_snapshot=directive.snapshot(),
         target_host_id=body.target_host_id,
         schedule_id=schedule_id,
-        gpu_need=gpu_need,
+        gpu_need=ask.count,
+        gpu_memory_mb=ask.memory_mb,
+        gpu_name=ask.name,
     )
     session.add(run)
     await session.flush()
@@ -224,12 +268,18 @@ async def _wait_final(session: AsyncSession, run: Run, limit: float) -> Run:
         await asyncio.sleep(0.2)
 
 
-def _slot_text(host: Any, load: HostLoad | None, gpu_need: int) -> str:
+def _slot_text(host: Any, load: HostLoad | None, gpu_need: int, gpus: GpuState | None) -> str:
     caps = host.caps()
     held = load.held if load else 0
     text = f"{host.name} {held}/{caps.max_concurrency}"
     if gpu_need:
-        text += f", GPUs in use {len(load.gpus_in_use) if load else 0}/{caps.gpu_count}"
+        use = GpuUse(units_of(caps, gpus), set(load.gpus_in_use) if load else set())
+        t = use.totals()
+        text += f", GPUs in use {t['gpus_held']}/{t['gpus_total']}"
+        if t["gpus_busy_elsewhere"]:
+            text += f", {t['gpus_busy_elsewhere']} busy elsewhere"
+        if t["gpus_unhealthy"]:
+            text += f", {t['gpus_unhealthy']} held out"
     return text
 
 
@@ -241,10 +291,12 @@ async def explain_pending(
     settings: Settings,
     runs: list[Run],
     view: tuple[list[Any], dict[int, HostLoad]] | None = None,
+    known_gpus: dict[int, GpuState] | None = None,
 ) -> dict[int, str]:
     """For each pending run, what it waits for: a free slot on its eligible hosts, or a host.
 
-    `view`: the scheduler's hosts and loads (else they are read from the database)."""
+    `view`: the scheduler's hosts and loads, `known_gpus` its GPUs (else they are read from
+    the database)."""
     pending = [r for r in runs if r.status == RunStatus.pending and r.id is not None]
     if not pending:
         return {}
@@ -253,19 +305,30 @@ async def explain_pending(
     else:
         hosts = list((await session.exec(select(WorkerHost).order_by(col(WorkerHost.id)))).all())
         loads = await hosts_store.loads(session)
+    if known_gpus is None or view is None:
+        known_gpus = await gpus_store.states(session)
     now, stale_after = clock.now(), settings.stale_after_seconds
     out: dict[int, str] = {}
     for run in pending:
         assert run.id is not None
+        ask = GpuAsk(run.gpu_need, run.gpu_memory_mb or 0, run.gpu_name)
         mine = [h for h in hosts if run.target_host_id in (None, h.id)]
-        able = [h for h in mine if not ineligible_reasons(h, now, stale_after, run.gpu_need)]
+        able = [
+            h
+            for h in mine
+            if not ineligible_reasons(h, now, stale_after, ask.count, known_gpus.get(h.id), ask)
+        ]
         if able:
             shown = able[:SHOWN]
-            slots = "; ".join(_slot_text(h, loads.get(h.id or 0), run.gpu_need) for h in shown)
+            slots = "; ".join(
+                _slot_text(h, loads.get(h.id or 0), run.gpu_need, known_gpus.get(h.id))
+                for h in shown
+            )
             more = f"; and {len(able) - SHOWN} more hosts" if len(able) > SHOWN else ""
             out[run.id] = f"a free slot on {slots}{more}"
         elif run.target_host_id is not None and mine:
-            why = ", ".join(ineligible_reasons(mine[0], now, stale_after, run.gpu_need))
+            gpus = known_gpus.get(mine[0].id)
+            why = ", ".join(ineligible_reasons(mine[0], now, stale_after, ask.count, gpus, ask))
             out[run.id] = f"its target host {mine[0].name} to become eligible ({why})"
         else:
             out[run.id] = "an eligible host (none is enabled, healthy, fresh and undrained now)"

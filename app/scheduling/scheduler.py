@@ -19,6 +19,7 @@ from sqlmodel import col, select
 
 from app import clock
 from app.deps import AppState
+from app.gpus.offer import GpuState
 from app.hosts import holds
 from app.hosts import store as hosts_store
 from app.hosts.eligibility import HostLoad
@@ -59,12 +60,21 @@ class Scheduler:
             return None
         return list(self.view.hosts.values()), self.view.loads
 
+    def known_gpus(self) -> dict[int, GpuState] | None:
+        """The probed hosts' GPUs as last read (None while a probe's write is not read yet)."""
+        return None if self.view.gpus_dirty else self.view.gpus
+
     def submit(
-        self, run_id: int, gpu_need: int, target_host_id: int | None
+        self,
+        run_id: int,
+        gpu_need: int,
+        target_host_id: int | None,
+        gpu_memory_mb: int = 0,
+        gpu_name: str | None = None,
     ) -> asyncio.Future[Placement | None]:
         """A run just launched here: place it in the next pass; the future says where (None:
         it stays pending). Nothing waits for the pass itself: launches never queue behind it."""
-        need = Need(run_id, gpu_need, target_host_id)
+        need = Need(run_id, gpu_need, target_host_id, False, gpu_memory_mb, gpu_name)
         self.view.pending[need.run_id] = need
         future: asyncio.Future[Placement | None] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(need.run_id, []).append(future)
@@ -75,6 +85,11 @@ class Scheduler:
         """A host's row or holds changed (admin change, health flip, sweep, a finished run)."""
         self.view.dirty.add(host_id)
         self.wake()
+
+    def gpus_changed(self, host_id: int) -> None:
+        """A probe wrote the host's GPUs (and moved its guard): read both before the next pass."""
+        self.view.gpus_dirty.add(host_id)
+        self.host_changed(host_id)
 
     def run_left(self, run_id: int, host_id: int | None, requeued: Need | None) -> None:
         """A supervisor stopped driving a run: its host's holds changed; a re-queued run is

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
-from app import clock
+from app import clock, logs
 from app.deps import AppState
 from app.engine.containers import sleep_backoff
 from app.engine.endpoint import Endpoint
@@ -58,16 +58,21 @@ class Supervisor:
         self.poke = asyncio.Event()
         self.host_id: int | None = None
         self.gpu_need = 0
+        self.gpu_filters: tuple[int, str | None] = (0, None)
         self.target_host_id: int | None = None
         # Set once a cancel has an answer: the stop was confirmed, or it cannot be done yet.
         self.settled = asyncio.Event()
         self.grace = state.settings.stop_timeout_seconds
         self.records = RunRecords(state.db, run_id, me, state.settings.lease_seconds)
         self.leftover = False  # a container of this run could not be removed
+        # An attempt's end decided here but not yet stored (its write failed): the retry
+        # stores it instead of looking for the container again (it may be removed already).
+        self.decided: tuple[int, int, Outcome] | None = None
 
     async def drive(self) -> None:
         """Run until the run is final, re-queued, or no longer ours; never raises but on
         shutdown (an unexpected error is retried, then the run is failed cleanly)."""
+        logs.RUN_ID.set(self.run_id)  # this task's log lines say which run they are about
         errors = 0
         try:
             while True:
@@ -109,6 +114,7 @@ class Supervisor:
             ep = Endpoint.of(host)
             self.host_id = host.id
             self.gpu_need, self.target_host_id = run.gpu_need, run.target_host_id
+            self.gpu_filters = (run.gpu_memory_mb or 0, run.gpu_name)
             current = next((t for t in tasks if t.status in ("pending", "running")), None)
             if self._cancel_wanted(run):
                 await self._cancel(run, current, ep)
@@ -116,8 +122,19 @@ class Supervisor:
             if current is None:
                 await self.records.finish(RunStatus.succeeded, None, not self.leftover, _SKIP)
                 return
-            outcome = await self._attempt(run, current, ep)
-            if not await self._record(current, outcome, ep):
+            key = (current.id or 0, current.attempt)
+            if (
+                self.decided is not None
+                and self.decided[:2] == key
+                and current.status == TaskStatus.running
+            ):
+                outcome = self.decided[2]
+            else:
+                outcome = await self._attempt(run, current, ep)
+                self.decided = (current.id or 0, current.attempt, outcome)
+            going_on = await self._record(current, outcome, ep)
+            self.decided = None
+            if not going_on:
                 return
 
     # -- one attempt ---------------------------------------------------------------------------
@@ -191,6 +208,10 @@ class Supervisor:
                 await self._until_cancel(docker.ensure_image(image))
                 self.state.pool.saw_image(ep.host_id, image)
             cid = found.id if found else await self._create(docker, run, task, ep.host_id)
+        if found is None:
+            # Recorded before it starts: from here on, a container not found again is one that
+            # may have run (its result is lost), never one to create again.
+            await self.records.set_container(task, cid)
         if self.cancel.is_set():
             raise _Cancelled
         async with self.state.pool.docker(ep) as docker:
@@ -363,7 +384,9 @@ class Supervisor:
             return True  # host flaky: try the same attempt again
         if out.host_lost:
             if await self.records.host_lost(task, out.error) == RunStatus.pending:
-                self.requeued = Need(self.run_id, self.gpu_need, self.target_host_id)
+                self.requeued = Need(
+                    self.run_id, self.gpu_need, self.target_host_id, False, *self.gpu_filters
+                )
             return False
         cancelled = out.status == TaskStatus.cancelled or self.cancel.is_set()
         retry = out.status == TaskStatus.failed and retries_left(task) and not cancelled

@@ -17,6 +17,8 @@ from typing import Any
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.gpus import store as gpus_store
+from app.gpus.offer import GpuState
 from app.hosts import holds
 from app.hosts.eligibility import HostLoad
 from app.hosts.models import Capabilities, WorkerHost
@@ -65,6 +67,8 @@ class FleetView:
     hosts: dict[int, HostRow] = field(default_factory=dict)
     loads: dict[int, HostLoad] = field(default_factory=dict)
     pending: dict[int, Need] = field(default_factory=dict)
+    gpus: dict[int, GpuState] = field(default_factory=dict)  # probed hosts' GPUs
+    gpus_dirty: set[int] = field(default_factory=set)  # hosts a probe wrote since (read again)
     dirty: set[int] = field(default_factory=set)  # hosts to read again before the next pass
     read_at: float = 0.0  # loop time of the last full read
 
@@ -80,14 +84,20 @@ class FleetView:
         self.hosts.clear()
         await self._host_rows(session, None)
         self.loads = await holds.loads(session)
-        query = (
-            select(Run.id, Run.gpu_need, Run.target_host_id, Run.cancel_requested)
-            .where(col(Run.status) == RunStatus.pending.value)
-            .order_by(col(Run.id))
+        self.gpus = await gpus_store.states(session)
+        self.gpus_dirty.clear()
+        query = select(  # type: ignore[call-overload]
+            Run.id,
+            Run.gpu_need,
+            Run.target_host_id,
+            Run.cancel_requested,
+            Run.gpu_memory_mb,
+            Run.gpu_name,
         )
+        query = query.where(col(Run.status) == RunStatus.pending.value).order_by(col(Run.id))
         self.pending = {
-            rid: Need(rid, gpu, target, cancel)
-            for rid, gpu, target, cancel in (await session.exec(query)).all()
+            rid: Need(rid, gpu, target, cancel, memory or 0, name)
+            for rid, gpu, target, cancel, memory, name in (await session.exec(query)).all()
             if rid is not None
         }
         self.dirty.clear()
@@ -100,11 +110,19 @@ class FleetView:
             self.loads.pop(host_id, None)
         await self._host_rows(session, ids)
         self.loads.update(await holds.loads(session, list(ids)))
+        probed = (ids & self.gpus_dirty) | {i for i in ids if i not in self.hosts}
+        if probed:  # GPUs change only when a probe writes them (or the host is gone)
+            for host_id in probed:
+                self.gpus.pop(host_id, None)
+            self.gpus.update(await gpus_store.states(session, list(probed & self.hosts.keys())))
+            self.gpus_dirty -= probed
         self.dirty -= ids
 
     def host_views(self) -> list[HostView]:
         """Fresh planning views (plan() changes them) of every host."""
-        return [HostView.of(h, self.loads.get(h.id)) for h in self.hosts.values()]
+        return [
+            HostView.of(h, self.loads.get(h.id), self.gpus.get(h.id)) for h in self.hosts.values()
+        ]
 
     def taken(self, host_id: int, gpu_ids: Iterable[str]) -> None:
         """A placement applied here: one more hold (and these GPUs) on the host."""

@@ -50,6 +50,8 @@ class TaskDefinition(SQLModel, table=True):
     env: dict[str, str] = SQLField(default_factory=dict, sa_column=Column(JSON))
     requires_gpu: bool = False
     gpu_count: int = 0
+    gpu_memory_mb: int | None = None
+    gpu_name: str | None = SQLField(default=None, max_length=100)
     timeout_seconds: int | None = None
     max_retries: int = 0
     binds: list[str] = SQLField(default_factory=list, sa_column=Column(JSON))

@@ -113,6 +113,10 @@ async def update_task(
     if changes.get("gpu_count", task.gpu_count) > 0 and not requires_gpu:
         field = "gpu_count" if "gpu_count" in changes else "requires_gpu"
         raise InvalidField(field, GPU_NEEDS_FLAG)
+    for name in ("gpu_memory_mb", "gpu_name"):
+        if changes.get(name, getattr(task, name)) and not requires_gpu:
+            field = name if name in changes else "requires_gpu"
+            raise InvalidField(field, f"{name} needs requires_gpu: true")
     await store.update(session, task, changes)
     await session.commit()
     return store.to_read(task)

@@ -36,6 +36,7 @@ FORBIDDEN = {
 }
 MAX_TIMEOUT = 30 * 24 * 3600  # a month
 MAX_MEMORY_MB = 16 * 1024 * 1024  # 16 TiB
+MAX_GPU_MEMORY_MB = 16 * 1024 * 1024
 GPU_NEEDS_FLAG = "gpu_count > 0 needs requires_gpu: true"
 
 
@@ -60,6 +61,16 @@ class _TaskFields(_Strict):
     env: dict[EnvName, EnvValue] | None = Field(None, max_length=MAX_ENV)
     requires_gpu: bool | None = None
     gpu_count: int | None = Field(None, ge=0, le=MAX_GPUS)
+    gpu_memory_mb: int | None = Field(
+        None, gt=0, le=MAX_GPU_MEMORY_MB, description="Each GPU has at least this much memory."
+    )
+    gpu_name: str | None = Field(
+        None,
+        min_length=1,
+        max_length=100,
+        pattern=r"^[\w .+-]+$",
+        description='Each GPU\'s name contains this (any case), e.g. "4090".',
+    )
     timeout_seconds: int | None = Field(
         None, gt=0, le=MAX_TIMEOUT, description="Kill the container this long after it started."
     )
@@ -131,12 +142,14 @@ class TaskCreate(_TaskFields):
     name: str = Field(pattern=NAME, description="Slug: lower-case letters, digits, _ . -")
     image: str = Field(min_length=1, max_length=300)
 
-    @field_validator("gpu_count")
+    @field_validator("gpu_count", "gpu_memory_mb", "gpu_name")
     @classmethod
-    def _gpu(cls, value: int | None, info: ValidationInfo) -> int | None:
-        # requires_gpu is declared before gpu_count, so it is already in info.data.
+    def _gpu(cls, value: int | str | None, info: ValidationInfo) -> int | str | None:
+        # requires_gpu is declared before these fields, so it is already in info.data.
         if value and not info.data.get("requires_gpu"):
-            raise ValueError(GPU_NEEDS_FLAG)
+            if info.field_name == "gpu_count":
+                raise ValueError(GPU_NEEDS_FLAG)
+            raise ValueError(f"{info.field_name} needs requires_gpu: true")
         return value
 
 
@@ -157,6 +170,8 @@ class TaskRead(BaseModel):
     env: dict[str, str]
     requires_gpu: bool
     gpu_count: int
+    gpu_memory_mb: int | None = None
+    gpu_name: str | None = None
     timeout_seconds: int | None
     max_retries: int
     binds: list[str]

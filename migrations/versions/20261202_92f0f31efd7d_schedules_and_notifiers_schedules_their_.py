@@ -1,7 +1,7 @@
 """schedules and notifiers: schedules, their fires, runs.schedule_id, notifiers, the outbox, the feed cursor, on-change states
 
 Revision ID: 92f0f31efd7d
-Revises: f585b5770648 (events), 4b1e0c9d2f7a (runs index): also the merge point of the two
+Revises: 7a1c0e5b9f21 (gpu inventory)
 Create Date: 2026-12-02 17:48:44.143717
 """
 
@@ -15,7 +15,7 @@ import app.db
 
 
 revision: str = '92f0f31efd7d'
-down_revision: str | tuple[str, ...] | None = ('f585b5770648', '4b1e0c9d2f7a')
+down_revision: str | None = '7a1c0e5b9f21'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """events: the record of state changes
 
 Revision ID: f585b5770648
-Revises: da67f518d2e3
+Revises: 4b1e0c9d2f7a
 Create Date: 2026-12-02 17:33:04.648012
 """
 
@@ -15,7 +15,7 @@ import app.db
 
 
 revision: str = 'f585b5770648'
-down_revision: str | None = 'da67f518d2e3'
+down_revision: str | None = '4b1e0c9d2f7a'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -128,3 +128,20 @@ async def test_cursor_holds_back_behind_a_gap_until_it_fills_or_expires(db: Data
         assert await cursor.next_batch(session) == []
         await asyncio.sleep(0.35)
         assert [e.id for e in await cursor.next_batch(session)] == [3]
+
+
+async def test_a_wake_up_between_a_read_and_the_wait_is_not_lost(db: Database) -> None:
+    mark = store.BUS.wakes  # a reader reads here...
+    async with db.session_scope() as session:  # ...a commit lands before it waits...
+        await store.record(session, "host.healthy", host_id=1)
+    began = asyncio.get_running_loop().time()
+    assert await store.BUS.wait(5, since=mark) is True  # ...and its wait returns at once
+    assert asyncio.get_running_loop().time() - began < 0.1
+
+
+async def test_the_newest_probe_is_shared_and_follows_local_commits(db: Database) -> None:
+    probe = store.Newest(every=60)
+    assert await probe.get(db.sessions) == 0
+    async with db.session_scope() as session:
+        await store.record(session, "host.healthy", host_id=1)
+    assert await probe.get(db.sessions) == 1  # a local commit: read again at once

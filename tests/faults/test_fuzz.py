@@ -38,7 +38,9 @@ class NoConnections(DockerPool):
 
 
 def _fuzzed_app(database: Path) -> Any:
-    app = create_app(make_settings(f"sqlite+aiosqlite:///{database}"), migrate=False)
+    # Streams (logs ?follow=true, GET /api/events/) end at once, so each case has an end.
+    settings = make_settings(f"sqlite+aiosqlite:///{database}", follow_max_seconds=0.05)
+    app = create_app(settings, migrate=False)
     state = app.state.dockfleet
     state.pool = NoConnections(state.pool.deadlines, state.pool.networks)
     assert state.monitor is not None

@@ -411,7 +411,7 @@ def make_daemon(
         base_url=base_url,
         tls=tls[0] if tls else None,
         ssh=ssh,
-        gpu_ids=(gpu_ids or ["0", "1"]) if gpu else [],
+        gpu_ids=(gpu_ids if gpu_ids is not None else ["0", "1"]) if gpu else [],
         netns=ns.name,
         ns_ip=ns.ns_ip,
         host_if=ns.host_if,

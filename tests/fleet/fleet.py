@@ -31,10 +31,12 @@ from .daemons import Daemon, make_daemon
 from .sshd import Sshd
 
 NAMES = ("sock", "tls", "ssh", "gpu")
-_KINDS: dict[str, dict[str, bool]] = {
+_KINDS: dict[str, dict[str, object]] = {
     "sock": {},
     "tls": {"tls": True},
-    "ssh": {"ssh": True},
+    # The fake NVIDIA hook without advertised GPUs: hosts register it as a CPU host, but a GPU
+    # probe through the SSH tunnel finds the GPUs a probe image scripts (tests/fleet/fakegpu.py).
+    "ssh": {"ssh": True, "gpu": True, "gpu_ids": []},
     "gpu": {"gpu": True},
 }
 FAULT = "fault"

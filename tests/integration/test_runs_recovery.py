@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -40,10 +40,19 @@ from tests.integration.runs_helpers import (
 
 
 class Server:
-    """One `dockfleet` server process on a free loopback port."""
+    """One `dockfleet` server process on a free loopback port.
 
-    def __init__(self, workdir: Path, **env: str) -> None:
+    `cli=True` runs `dockfleet serve` (which migrates first) instead of uvicorn's factory;
+    `prefix` wraps the command (e.g. `unshare --pid --fork --kill-child`: a replica that looks
+    like it runs on another machine)."""
+
+    def __init__(
+        self, workdir: Path, *, cli: bool = False, prefix: Sequence[str] = (), **env: str
+    ) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
+        self.cli = cli
+        self.prefix = list(prefix)
         self.db_path = workdir / "db.sqlite"
         self.log_path = workdir / "server.log"
         self.port = free_port()
@@ -63,8 +72,13 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        argv = [sys.executable, "-m", "uvicorn", "app.main:app_factory", "--factory"]
-        argv += ["--host", "127.0.0.1", "--port", str(self.port), "--log-level", "info"]
+        if self.cli:
+            argv = [sys.executable, "-m", "app", "serve"]
+            argv += ["--host", "127.0.0.1", "--port", str(self.port)]
+        else:
+            argv = [sys.executable, "-m", "uvicorn", "app.main:app_factory", "--factory"]
+            argv += ["--host", "127.0.0.1", "--port", str(self.port), "--log-level", "info"]
+        argv = self.prefix + argv
         with open(self.log_path, "ab") as log:
             return subprocess.Popen(
                 argv,
@@ -160,8 +174,10 @@ async def _exists(daemon: Daemon, cid: str) -> bool:
     return True
 
 
-async def test_kill_9_and_restart_adopts_records_and_sweeps(fleet: Fleet, tmp_path: Path) -> None:
-    server = Server(tmp_path)
+async def test_kill_9_and_restart_adopts_records_and_sweeps(
+    fleet: Fleet, tmp_path: Path, db_url: str
+) -> None:
+    server = Server(tmp_path, DOCKFLEET_DATABASE_URL=db_url)
     foreign = ""
     since = time.time() - 1
     try:

@@ -22,10 +22,10 @@ from bench.hollow import running
 # 7 (directive, tasks, insert run + task, the reply), placement 6 (the touched host and its
 # holds read again, guard, run, hold), supervision 12 (load, host, start, container, running,
 # result, final, release). Measured 25-26 when this was written (issue 9 counted 45-50); under
-# load a pass carries many runs and its reads are shared. With the events room (one INSERT per
-# state change, in the change's transaction) it measured 28.9, and the notification feed
-# reading those events (helper/sched) adds about 1.2: 30.1.
-PER_RUN_BOUND = 32
+# load a pass carries many runs and its reads are shared. Issue 10 adds one INSERT per move
+# (pending, starting, running, succeeded: the run's events, in the moves' own transactions),
+# and the notification feed reading those events (issue 12) about 1-2 more.
+PER_RUN_BOUND = 28 + 4 + 2
 
 
 def _kind(statement: str) -> str:
