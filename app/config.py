@@ -101,6 +101,48 @@ class Settings(BaseSettings):
     reconcile_interval_seconds: float = Field(
         120, ge=0, description="Seconds between reconciler passes; 0 runs it only at start-up."
     )
+    schedule_poll_seconds: float = Field(
+        30,
+        gt=0,
+        le=3600,
+        description="The schedule loop sleeps until the next fire time, but re-reads the "
+        "schedules at least this often (changes made on another replica).",
+    )
+    schedule_grace_seconds: float = Field(
+        60,
+        gt=0,
+        description="A fire found later than this after its time (no dockfleet was running) is "
+        "missed: skipped (catch_up none) or fired once for the latest time (catch_up latest).",
+    )
+    notifier_allowed_networks: str | None = Field(
+        None,
+        description="Comma list of CIDR blocks (or `loopback`, `private`, `*`) notifier URLs may "
+        "point at; default: DOCKFLEET_ALLOWED_NETWORKS.",
+    )
+    notifier_timeout_seconds: float = Field(
+        10, gt=0, le=120, description="Deadline of one notification request (lookup included)."
+    )
+    notifier_max_attempts: int = Field(
+        8, ge=1, le=100, description="A notification is tried at most this many times."
+    )
+    notifier_backoff_seconds: float = Field(
+        2, gt=0, description="First retry delay; it doubles per attempt, with full jitter."
+    )
+    notifier_backoff_max_seconds: float = Field(
+        600, gt=0, description="The longest delay between two tries of a notification."
+    )
+    notifier_lease_seconds: float = Field(
+        60,
+        ge=1,
+        description="A delivery being tried by a process that died is tried again after this.",
+    )
+    notifier_poll_seconds: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="The notifier loops look for new events (of other replicas) and due retries "
+        "at least this often.",
+    )
     lease_seconds: float = Field(
         30,
         ge=3,
@@ -183,6 +225,13 @@ class Settings(BaseSettings):
         parse_networks(value)
         return value
 
+    @field_validator("notifier_allowed_networks")
+    @classmethod
+    def _check_notifier_networks(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_networks(value)
+        return value
+
     @field_validator("api_token")
     @classmethod
     def _check_token(cls, value: SecretStr | None) -> SecretStr | None:
@@ -229,6 +278,12 @@ class Settings(BaseSettings):
     def networks(self) -> list[Network | str]:
         """The parsed allow-list."""
         return parse_networks(self.allowed_networks)
+
+    def notifier_networks(self) -> list[Network | str]:
+        """The parsed allow-list of notifier URLs (its own setting, else the hosts')."""
+        if self.notifier_allowed_networks is None:
+            return self.networks()
+        return parse_networks(self.notifier_allowed_networks)
 
 
 def parse_networks(value: str) -> list[Network | str]:

@@ -152,6 +152,49 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         },
     },
     "task_patch": {"summary": "Disable a task", "value": {"enabled": False}},
+    "schedule": {
+        "summary": "Every night at 02:30 in Berlin",
+        "value": {
+            "name": "nightly-triage",
+            "directive_id": 1,
+            "tasks": ["log_triage"],
+            "cron": "30 2 * * *",
+            "timezone": "Europe/Berlin",
+        },
+    },
+    "schedule_queue": {
+        "summary": "Every 15 minutes on weekdays, queued behind a slow run",
+        "value": {
+            "name": "quarter-hourly",
+            "directive_id": 1,
+            "cron": "*/15 * * * mon-fri",
+            "overlap": "queue",
+            "catch_up": "latest",
+        },
+    },
+    "schedule_patch": {"summary": "Pause a schedule", "value": {"enabled": False}},
+    "notifier_webhook": {
+        "summary": "A signed webhook on the LAN for failures",
+        "value": {
+            "name": "home-assistant",
+            "kind": "webhook",
+            "url": "http://192.168.1.20:8123/api/webhook/dockfleet",  # example only
+            "secret": "change-me",
+            "event_types": ["run.failed", "schedule.failed", "host.unhealthy"],
+        },
+    },
+    "notifier_ntfy": {
+        "summary": "ntfy: a schedule's runs start failing, and recover",
+        "value": {
+            "name": "phone",
+            "kind": "ntfy",
+            "url": "http://192.168.1.30/dockfleet",  # example only
+            "event_types": ["run.failed", "run.succeeded"],
+            "schedule_ids": [1],
+            "on_change_only": True,
+        },
+    },
+    "notifier_patch": {"summary": "Also tell me about hosts", "value": {"event_types": ["host.*"]}},
     "launch_default": {
         "summary": "Launch with default task selection",
         "value": {"directive_id": 1},

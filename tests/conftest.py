@@ -173,6 +173,7 @@ def make_settings(db_url: str, **overrides: Any) -> Settings:
         "reconcile_interval_seconds": 0,
         "scheduler_interval_seconds": 0.2,
         "allowed_networks": "loopback,10.0.0.0/8",
+        "notifier_allowed_networks": "loopback",  # notifications only ever go to loopback
         "secrets_dir": "/tmp",  # the test fleet's keys and certificates live under /tmp
     }
     if db_url.startswith("postgresql"):

@@ -159,7 +159,7 @@ def test_runs_and_status_without_docker(cli: Cli) -> None:
     assert "409" in target.stderr and "cannot take this run" in target.stderr
     assert cli.json("runs", "list", "--status", "running,pending", "--status", "starting") == []
     status = cli.json("status")
-    assert set(status) == {"hosts", "active_runs", "pending_runs", "gpus"}
+    assert set(status) == {"hosts", "active_runs", "pending_runs", "gpus", "next_fires"}
     assert status["active_runs"] == [] and status["pending_runs"] == 0
     table = cli("status").stdout
     assert "runs active" in table and host["name"] in table and "0/1" in table

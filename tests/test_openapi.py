@@ -186,6 +186,7 @@ def test_readme_curl_commands_are_api_calls(schema: dict[str, Any]) -> None:
 def test_readme_python_snippets_compile_and_use_real_methods() -> None:
     rooms = {"hosts": sync.Hosts, "directives": sync.Directives, "tasks": sync.Tasks}
     rooms |= {"runs": sync.Runs, "gpus": sync.Gpus}
+    rooms |= {"schedules": sync.Schedules, "notifiers": sync.Notifiers}
     blocks = python_blocks()
     assert len(blocks) >= 8
     for block in blocks:

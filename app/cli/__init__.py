@@ -12,7 +12,7 @@ import typer
 from typer.core import TyperGroup
 
 from app import __version__
-from app.cli import directives, events, fleet, hosts, runs
+from app.cli import directives, events, fleet, hosts, notifiers, runs, schedules
 from app.cli.common import Env, report
 from app.client import DockfleetError
 
@@ -88,6 +88,8 @@ app.add_typer(hosts.app, name="hosts")
 app.add_typer(directives.directives, name="directives")
 app.add_typer(directives.tasks, name="tasks")
 app.add_typer(runs.app, name="runs")
+app.add_typer(schedules.app, name="schedules")
+app.add_typer(notifiers.app, name="notifiers")
 
 
 def main() -> None:

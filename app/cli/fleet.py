@@ -172,7 +172,7 @@ def status(
     ] = False,
 ) -> None:
     """The fleet at a glance: every host's health, staleness, load and GPUs; each GPU (memory,
-    utilisation, temperature, which run holds it); the active runs."""
+    utilisation, temperature, which run holds it); the active runs; the schedules' next fires."""
     fleet = client(ctx)
     if watch:
         _watch(fleet, json)
@@ -186,13 +186,36 @@ def _snapshot(fleet: Any) -> dict[str, Any]:
     active = list(fleet.runs.iter(status=sorted(ACTIVE)))
     pending = fleet.runs.list(status=RunStatus.pending, limit=1).count
     gpus = [fleet.gpus.get(h.id) for h in hosts if h.capabilities.gpus or h.gpu_probe_status]
-    return {"hosts": hosts, "active_runs": active, "pending_runs": pending, "gpus": gpus}
+    planned = list(fleet.schedules.iter(enabled=True))
+    upcoming = sorted(
+        (s for s in planned if s.next_fire_at is not None), key=lambda s: s.next_fire_at
+    )[:5]
+    return {
+        "hosts": hosts,
+        "active_runs": active,
+        "pending_runs": pending,
+        "gpus": gpus,
+        "next_fires": upcoming,
+    }
 
 
 def _drawn(snapshot: dict[str, Any]) -> Any:
-    return render.fleet(
+    view = render.fleet(
         snapshot["hosts"], snapshot["active_runs"], snapshot["pending_runs"], snapshot["gpus"]
     )
+    return _with_fires(view, snapshot.get("next_fires") or [])
+
+
+def _with_fires(fleet_view: Any, upcoming: list[Any]) -> Any:
+    """The fleet view, then the next fires of the schedules (when there are any)."""
+    from rich.console import Group
+    from rich.text import Text
+
+    from app.cli.schedules import next_fires
+
+    if not upcoming:
+        return fleet_view
+    return Group(fleet_view, Text(""), Text("next fires", "bold"), next_fires(upcoming))
 
 
 def _watch(fleet: Any, json: bool) -> None:

@@ -18,29 +18,47 @@ from app.client.sync import DockfleetClient
 from app.directives.schemas import DirectivePage, DirectiveRead
 from app.events.schemas import EventPage, EventRead
 from app.hosts.schemas import HostCreate, HostHealth, HostPage, HostRead, HostType, HostUpdate
+from app.notifiers.schemas import (
+    DeliveryPage,
+    DeliveryRead,
+    NotifierKind,
+    NotifierPage,
+    NotifierRead,
+)
 from app.runs.schemas import RunLogs, RunPage, RunRead, RunStatus
+from app.schedules.schemas import FirePage, FireRead, RunNowRead, SchedulePage, ScheduleRead
 from app.tasks.schemas import TaskPage, TaskRead
 
 __all__ = [
     "DEFAULT_URL",
     "AsyncDockfleetClient",
+    "DeliveryPage",
+    "DeliveryRead",
     "DirectivePage",
     "DirectiveRead",
     "DockfleetClient",
     "DockfleetError",
     "EventPage",
     "EventRead",
+    "FirePage",
+    "FireRead",
     "HostCreate",
     "HostHealth",
     "HostPage",
     "HostRead",
     "HostType",
     "HostUpdate",
+    "NotifierKind",
+    "NotifierPage",
+    "NotifierRead",
     "RunLogs",
+    "RunNowRead",
     "RunPage",
     "RunRead",
     "RunStatus",
     "RunWaitTimeout",
+    "SchedulePage",
+    "ScheduleRead",
     "TaskPage",
     "TaskRead",
 ]

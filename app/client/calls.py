@@ -14,7 +14,9 @@ from app.doctor.schemas import DoctorReport
 from app.events.schemas import EventPage
 from app.gpus.schemas import GpuInventory
 from app.hosts.schemas import HostHealth, HostPage, HostRead
+from app.notifiers.schemas import DeliveryPage, DeliveryRead, NotifierPage, NotifierRead
 from app.runs.schemas import RunLogs, RunPage, RunRead, RunStatus
+from app.schedules.schemas import FirePage, RunNowRead, SchedulePage, ScheduleRead
 from app.tasks.schemas import TaskPage, TaskRead
 
 Body = BaseModel | Mapping[str, Any] | None
@@ -24,6 +26,7 @@ DIRECTIVES = "/api/directives/"
 TASKS = "/api/tasks/"
 RUNS = "/api/runs/"
 EVENTS = "/api/events/"
+SCHEDULES = "/api/schedules/"
 
 
 def _first(page_cls: type[HostPage] | type[DirectivePage], kind: str, name: str) -> Any:
@@ -284,3 +287,108 @@ class EventCalls:
         joined = types if types is None or isinstance(types, str) else ",".join(types)
         params = _params(types=joined, run_id=run_id, host_id=host_id, after=after, limit=limit)
         return Call("GET", f"{EVENTS}recent/", model(EventPage), params=params)
+
+
+def _schedule_path(key: int | str) -> str:
+    return f"{SCHEDULES}{quote(str(key), safe='')}/"
+
+
+class ScheduleCalls:
+    """/api/schedules/: cron schedules that launch runs, by id or by name."""
+
+    @staticmethod
+    def list(
+        *, enabled: bool | None = None, limit: int | None = None, offset: int | None = None
+    ) -> Call[SchedulePage]:
+        """One page of schedules (filter: enabled)."""
+        params = _params(enabled=enabled, limit=limit, offset=offset)
+        return Call("GET", SCHEDULES, model(SchedulePage), params=params)
+
+    @staticmethod
+    def get(key: int | str, fires: int | None = None) -> Call[ScheduleRead]:
+        """One schedule with `next_fire_at` and its last `fires` (default 20)."""
+        return Call("GET", _schedule_path(key), model(ScheduleRead), params=_params(fires=fires))
+
+    @staticmethod
+    def create(body: Body = None, /, **fields: Any) -> Call[ScheduleRead]:
+        """Create a schedule: `name`, `directive_id`, `cron`, optionally `timezone`, `tasks`,
+        `target_host_id`, `overlap` (skip/queue/allow), `catch_up` (none/latest), `enabled`."""
+        return Call("POST", SCHEDULES, model(ScheduleRead), json=body_of(body, fields))
+
+    @staticmethod
+    def update(key: int | str, body: Body = None, /, **fields: Any) -> Call[ScheduleRead]:
+        """Change the fields given (e.g. `enabled=False`)."""
+        return Call("PATCH", _schedule_path(key), model(ScheduleRead), json=body_of(body, fields))
+
+    @staticmethod
+    def delete(key: int | str) -> Call[None]:
+        """Delete a schedule and its history (its runs stay)."""
+        return Call("DELETE", _schedule_path(key), nothing)
+
+    @staticmethod
+    def run_now(key: int | str) -> Call[RunNowRead]:
+        """Fire once now (a refused launch raises as runs.launch would, and is recorded)."""
+        return Call("POST", f"{_schedule_path(key)}run-now/", model(RunNowRead))
+
+    @staticmethod
+    def fires(
+        key: int | str, *, limit: int | None = None, offset: int | None = None
+    ) -> Call[FirePage]:
+        """One page of the schedule's fires, newest first."""
+        params = _params(limit=limit, offset=offset)
+        return Call("GET", f"{_schedule_path(key)}fires/", model(FirePage), params=params)
+
+
+NOTIFIERS = "/api/notifiers/"
+
+
+def _notifier_path(key: int | str) -> str:
+    return f"{NOTIFIERS}{quote(str(key), safe='')}/"
+
+
+class NotifierCalls:
+    """/api/notifiers/: where events are sent (webhook, ntfy, discord, slack), by id or name."""
+
+    @staticmethod
+    def list(*, limit: int | None = None, offset: int | None = None) -> Call[NotifierPage]:
+        """One page of notifiers (URLs masked, secrets never shown)."""
+        params = _params(limit=limit, offset=offset)
+        return Call("GET", NOTIFIERS, model(NotifierPage), params=params)
+
+    @staticmethod
+    def get(key: int | str) -> Call[NotifierRead]:
+        """One notifier."""
+        return Call("GET", _notifier_path(key), model(NotifierRead))
+
+    @staticmethod
+    def create(body: Body = None, /, **fields: Any) -> Call[NotifierRead]:
+        """Create a notifier: `name`, `kind`, `url`, optionally `secret`, `event_types`,
+        `directive_ids`, `schedule_ids`, `host_ids`, `on_change_only`, `enabled`."""
+        return Call("POST", NOTIFIERS, model(NotifierRead), json=body_of(body, fields))
+
+    @staticmethod
+    def update(key: int | str, body: Body = None, /, **fields: Any) -> Call[NotifierRead]:
+        """Change the fields given."""
+        return Call("PATCH", _notifier_path(key), model(NotifierRead), json=body_of(body, fields))
+
+    @staticmethod
+    def delete(key: int | str) -> Call[None]:
+        """Delete a notifier and its deliveries."""
+        return Call("DELETE", _notifier_path(key), nothing)
+
+    @staticmethod
+    def test(key: int | str) -> Call[DeliveryRead]:
+        """Send a test notification now; the delivery says how it went."""
+        return Call("POST", f"{_notifier_path(key)}test/", model(DeliveryRead))
+
+    @staticmethod
+    def deliveries(
+        key: int | str,
+        *,
+        status: str | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> Call[DeliveryPage]:
+        """One page of the notifier's deliveries, newest first."""
+        params = _params(status=status, limit=limit, offset=offset)
+        return Call("GET", f"{_notifier_path(key)}deliveries/", model(DeliveryPage), params=params)

@@ -32,11 +32,22 @@ from app.client._sse import (
     retryable,
     stream_params,
 )
-from app.client.calls import DirectiveCalls, EventCalls, GpuCalls, HostCalls, RunCalls, TaskCalls
+from app.client.calls import (
+    DirectiveCalls,
+    EventCalls,
+    GpuCalls,
+    HostCalls,
+    NotifierCalls,
+    RunCalls,
+    ScheduleCalls,
+    TaskCalls,
+)
 from app.directives.schemas import DirectiveRead
 from app.events.schemas import EventPage, EventRead
 from app.hosts.schemas import HostRead
+from app.notifiers.schemas import DeliveryRead, NotifierRead
 from app.runs.schemas import RunRead
+from app.schedules.schemas import ScheduleRead
 from app.tasks.schemas import TaskRead
 
 P = ParamSpec("P")
@@ -190,6 +201,46 @@ class Runs(_Room):
             time.sleep(waiter.delay(run))
 
 
+class Schedules(_Room):
+    """client.schedules: cron schedules that launch runs, their fires, run-now."""
+
+    get = _bind(ScheduleCalls.get)
+    create = _bind(ScheduleCalls.create)
+    update = _bind(ScheduleCalls.update)
+    delete = _bind(ScheduleCalls.delete)
+    run_now = _bind(ScheduleCalls.run_now)
+    fires = _bind(ScheduleCalls.fires)
+    list = _bind(ScheduleCalls.list)
+
+    def iter(
+        self, *, enabled: bool | None = None, page_size: int | None = None
+    ) -> Iterator[ScheduleRead]:
+        """Every schedule, page after page."""
+        return self._client.pages(ScheduleCalls.list(enabled=enabled, limit=page_size))
+
+
+class Notifiers(_Room):
+    """client.notifiers: webhook, ntfy, Discord and Slack targets, their deliveries, a test."""
+
+    get = _bind(NotifierCalls.get)
+    create = _bind(NotifierCalls.create)
+    update = _bind(NotifierCalls.update)
+    delete = _bind(NotifierCalls.delete)
+    test = _bind(NotifierCalls.test)
+    deliveries = _bind(NotifierCalls.deliveries)
+    list = _bind(NotifierCalls.list)
+
+    def iter(self, *, page_size: int | None = None) -> Iterator[NotifierRead]:
+        """Every notifier, page after page."""
+        return self._client.pages(NotifierCalls.list(limit=page_size))
+
+    def iter_deliveries(
+        self, key: int | str, *, status: str | None = None, page_size: int | None = None
+    ) -> Iterator[DeliveryRead]:
+        """Every delivery of a notifier, newest first."""
+        return self._client.pages(NotifierCalls.deliveries(key, status=status, limit=page_size))
+
+
 class DockfleetClient:
     """Blocking client: `with DockfleetClient() as fleet: fleet.hosts.list()`.
 
@@ -215,6 +266,8 @@ class DockfleetClient:
         self.directives = Directives(self)
         self.tasks = Tasks(self)
         self.runs = Runs(self)
+        self.schedules = Schedules(self)
+        self.notifiers = Notifiers(self)
 
     def __enter__(self) -> DockfleetClient:
         return self

@@ -71,6 +71,11 @@ class Run(SQLModel, table=True):
         default=None,
         sa_column=Column(Integer, ForeignKey("worker_hosts.id", ondelete="SET NULL")),
     )
+    schedule_id: int | None = SQLField(
+        default=None,
+        sa_column=Column(Integer, ForeignKey("schedules.id", ondelete="SET NULL"), index=True),
+        description="The schedule that fired the run (null: launched by hand).",
+    )
     gpu_need: int = 0
     gpu_memory_mb: int = SQLField(default=0, description="Least total memory of each GPU (MiB).")
     gpu_name: str | None = SQLField(

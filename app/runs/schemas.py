@@ -109,6 +109,7 @@ class RunRead(BaseModel):
     worker_host_id: int | None
     worker_host_name: str | None
     target_host_id: int | None
+    schedule_id: int | None = Field(None, description="The schedule that fired it, if one did.")
     gpu_need: int
     gpu_memory_mb: int = Field(0, description="Least total memory asked of each GPU (MiB).")
     gpu_name: str | None = Field(None, description="Substring asked of each GPU's name.")

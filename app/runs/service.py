@@ -173,8 +173,12 @@ async def launch(
     policy: TaskPolicy,
     known: Iterable[Any] | None = None,
     known_gpus: dict[int, GpuState] | None = None,
+    *,
+    schedule_id: int | None = None,
 ) -> tuple[Run, list[RunTask]]:
-    """Validate everything, then create the run and its tasks as pending (caller commits)."""
+    """Validate everything, then create the run and its tasks as pending (caller commits).
+
+    Every refusal is raised before anything is written (a schedule's fire relies on it)."""
     directive = await session.get(Directive, body.directive_id)
     if directive is None:
         raise not_found("directive", body.directive_id)
@@ -191,6 +195,7 @@ async def launch(
         directive_id=directive.id,
         directive_snapshot=directive.snapshot(),
         target_host_id=body.target_host_id,
+        schedule_id=schedule_id,
         gpu_need=ask.count,
         gpu_memory_mb=ask.memory_mb,
         gpu_name=ask.name,

@@ -1,0 +1,85 @@
+"""End to end on the real fleet: an every-minute schedule fires on its own, each fire's run
+really runs on a fleet dockerd (seen from the daemon's events), and a notifier hears of each
+success from the events, signed."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import time
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from tests.fleet import Fleet
+from tests.integration.runs_helpers import (
+    add_directive,
+    add_host,
+    add_task,
+    container_events,
+    uniq,
+    wait_run,
+)
+from tests.notifiers.receiver import Receiver
+
+
+async def test_an_every_minute_schedule_runs_on_the_fleet(
+    fleet: Fleet, app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    since = time.time()
+    await add_host(client, fleet.sock, uniq("sched-sock"), max_concurrency=2)
+    task = await add_task(client, uniq("tick"), "echo scheduled-$MARK; sleep 1")
+    directive = await add_directive(client, uniq("sched"), tasks=[task], env={"MARK": "yes"})
+    with Receiver() as rx:
+        name = uniq("every-minute")
+        r = await client.post(
+            "/api/schedules/",
+            json={"name": name, "directive_id": directive, "cron": "* * * * *"},
+        )
+        assert r.status_code == 201, r.text
+        schedule = r.json()
+        r = await client.post(
+            "/api/notifiers/",
+            json={
+                "name": uniq("ops"),
+                "kind": "webhook",
+                "url": rx.url("/ok"),
+                "secret": "fleet-secret",
+                "event_types": ["run.succeeded"],
+                "schedule_ids": [schedule["id"]],
+            },
+        )
+        assert r.status_code == 201, r.text
+        runs: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 150  # two minute boundaries, and the runs
+        while len(runs) < 2 and time.monotonic() < deadline:
+            shown = (await client.get(f"/api/schedules/{schedule['id']}/")).json()
+            runs = [f for f in shown["fires"] if f["outcome"] == "launched"]
+            await asyncio.sleep(1)
+        assert len(runs) >= 2, shown
+        for fire in runs[:2]:
+            assert fire["trigger"] == "cron" and fire["due_at"].endswith(":00Z")
+            run = await wait_run(client, fire["run_id"], within=60)
+            assert run["status"] == "succeeded" and run["schedule_id"] == schedule["id"], run
+            logs = (await client.get(f"/api/runs/{run['id']}/logs/")).json()
+            assert "scheduled-yes" in logs["tasks"][0]["logs"]
+            seen = await container_events(
+                fleet.sock, since, f"dockfleet.run_id={run['id']}", actions=("start", "die")
+            )
+            actions = [e["Action"] for e in seen]
+            assert "start" in actions and "die" in actions, seen
+            died = [e for e in seen if e["Action"] == "die"]
+            assert died[-1]["Actor"]["Attributes"]["exitCode"] == "0"
+        # The two fires are a minute apart.
+        a, b = sorted(f["due_at"] for f in runs[:2])
+        assert a != b
+        got = await rx.until(2, "/ok", limit=30)
+        told = sorted(g.json()["event"]["run_id"] for g in got)
+        assert told[:2] == sorted(f["run_id"] for f in runs[:2])
+        for g in got:
+            ts = g.headers["x-dockfleet-timestamp"]
+            mac = hmac.new(b"fleet-secret", ts.encode() + b"." + g.body, hashlib.sha256)
+            assert g.headers["x-dockfleet-signature"] == f"sha256={mac.hexdigest()}"
+        await client.patch(f"/api/schedules/{schedule['id']}/", json={"enabled": False})
