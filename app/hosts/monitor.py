@@ -61,6 +61,7 @@ class HealthMonitor:
         self._due: dict[int, float] = {}
         self._seen: dict[int, datetime] = {}  # quiet checks' timestamps, not written yet
         self._ids: tuple[float, set[int]] | None = None  # (loop time read, enabled host ids)
+        self._ids_changes = 0  # hosts_changed() calls so far (a read racing one is not cached)
         self.sweeper: Sweeper | None = None
         # Called with the host id whenever a host's health flips (either way), and after
         # every failed check.
@@ -232,10 +233,15 @@ class HealthMonitor:
     def hosts_changed(self) -> None:
         """A host was added, enabled, disabled or deleted: the timer reads the list again."""
         self._ids = None
+        self._ids_changes += 1
 
     async def _timer_ids(self, now: float) -> set[int]:
         if self._ids is None or now - self._ids[0] >= IDS_SECONDS:
-            self._ids = (now, set(await self._enabled_ids()))
+            changes = self._ids_changes
+            ids = set(await self._enabled_ids())
+            # A change during the read may be missing from it: cache only a read made after it.
+            self._ids = (now, ids) if changes == self._ids_changes else None
+            return ids
         return self._ids[1]
 
     async def _enabled_ids(self) -> list[int]:

@@ -125,3 +125,29 @@ async def test_quiet_checks_write_their_times_with_the_flush(
         fake_clock.advance(10)
         assert (await monitor.check(ids[0])).ok  # type: ignore[union-attr]
         assert (await row(app, ids[0])).last_seen_at == fake_clock.current
+
+
+async def test_a_host_added_while_the_timer_reads_its_list_is_not_forgotten(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    """The timer caches the enabled hosts' ids; a registration that lands while that read is in
+    flight must not be hidden behind the cache (its host would go unchecked for seconds)."""
+    monitor = monitor_of(app)
+    read = monitor._enabled_ids
+    reads = 0
+
+    async def racing() -> list[int]:
+        nonlocal reads
+        reads += 1
+        before = await read()
+        if reads == 1:  # a host is registered (and the cache invalidated) during the read
+            body = host_payload(name="racer", base_url=MISSING_SOCKET, enabled=True)
+            assert (await client.post(API, json=body)).status_code == 201
+        return before
+
+    monitor._enabled_ids = racing  # type: ignore[method-assign]
+    first = await monitor._timer_ids(0.0)
+    assert first == set()  # the read before the registration
+    ids = await monitor._timer_ids(0.1)  # within the cache's lifetime, yet read again
+    assert reads == 2 and len(ids) == 1
+    assert await monitor._timer_ids(0.2) == ids and reads == 2  # now that read is cached
