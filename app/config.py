@@ -167,7 +167,8 @@ class Settings(BaseSettings):
         5,
         ge=1,
         description="A run's supervisor retries after this many consecutive internal errors "
-        "at most; then it stops the container and fails the run.",
+        "at most; then it stops the container and fails the run. A database that cannot "
+        "answer (locked, out of connections, away) is waited for instead, never counted.",
     )
     gpu_probe_seconds: float = Field(
         300,

@@ -4,7 +4,9 @@ It never polls the database while a container runs: it waits on Docker and on it
 event (set in-process by a cancel, or by the lease loop for a cancel made elsewhere). An
 unexpected error never ends a run while its container may run: the supervisor backs off and
 drives the run again from the database; after `internal_error_limit` errors in a row it stops
-and removes the container, then fails the run with a clean message.
+and removes the container, then fails the run with a clean message. A database that cannot
+answer (locked, out of connections, away) is not such an error: it is waited for, never a
+reason to fail a run.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from app import clock, logs
+from app.db import unavailable_reason
 from app.deps import AppState
 from app.engine.containers import sleep_backoff
 from app.engine.endpoint import Endpoint
@@ -73,7 +76,7 @@ class Supervisor:
         """Run until the run is final, re-queued, or no longer ours; never raises but on
         shutdown (an unexpected error is retried, then the run is failed cleanly)."""
         logs.RUN_ID.set(self.run_id)  # this task's log lines say which run they are about
-        errors = 0
+        errors = unavailable = 0
         try:
             while True:
                 try:
@@ -83,6 +86,21 @@ class Supervisor:
                     log.warning("%s; letting go", exc)
                     return
                 except Exception as exc:
+                    reason = unavailable_reason(exc)
+                    if reason is not None:
+                        # The database is locked, out of connections or away: nothing is wrong
+                        # with the run, so it is never failed for it (that write could not be
+                        # made either). Its container goes on; the drive resumes from the
+                        # database once it answers, fenced by the lease like every write.
+                        unavailable += 1
+                        log.warning(
+                            "supervisor of run %s: database unavailable (%s), try %d",
+                            self.run_id,
+                            reason,
+                            unavailable,
+                        )
+                        await sleep_backoff(min(unavailable, 5))
+                        continue
                     errors += 1
                     log.exception("supervisor of run %s: internal error %s", self.run_id, errors)
                     if errors >= self.state.settings.internal_error_limit:
