@@ -151,7 +151,9 @@ async def _database(request: Request, exc: Exception) -> JSONResponse:
     if reason is None:
         return await _unexpected(request, exc)
     log.warning("database unavailable on %s %s: %s", request.method, request.url.path, reason)
-    return await _app_error(request, DatabaseUnavailable(reason))
+    response = await _app_error(request, DatabaseUnavailable(reason))
+    response.headers["Retry-After"] = "1"  # nothing was written: the same request may be sent again
+    return response
 
 
 def excerpt(value: Any) -> Any:

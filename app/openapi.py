@@ -63,7 +63,8 @@ COMMON: dict[int | str, dict[str, Any]] = {
     },
     503: {
         "model": ErrorBody,
-        "description": "The database is unavailable (locked, full, gone); try again",
+        "description": "The database is unavailable (locked, full, gone): nothing was written; "
+        "try again (`Retry-After`)",
         "content": {
             "application/json": {
                 "example": {

@@ -4,7 +4,10 @@ One hollow engine (bench/hollow, a subprocess: one unix socket per simulated hos
 answer in 2 ms, containers that run 200 ms) serves every fleet. For each fleet a fresh dockfleet
 server (uvicorn subprocess, its own SQLite file) gets the hosts registered and live-checked
 through its REST API, one task and one directive, and then the runs, launched by N concurrent
-HTTP clients. Measured: launches/s and launch latency, runs finished/s (first launch until every
+HTTP clients (each sends a launch again after a `503` with `Retry-After`, which the server
+answers when its database was too busy to take the write: nothing was written; the retries are
+counted and inside the launch's latency). Measured: launches/s and launch latency, runs
+finished/s (first launch until every
 run is final), the server's CPU and peak RSS, and from the hollow engine's counters the peak of
 running containers per host (over-commits) and duplicate starts. Then the direct baseline: the
 same number of containers through the same engine, driven with aiodocker (4 loops per host,
@@ -72,6 +75,7 @@ FLEETS = {
     1000: Fleet(1000, 4, 5000, 64),
 }
 QUICK = [Fleet(5, 4, 40, 8), Fleet(20, 4, 120, 16)]
+RETRIES = 10  # how many times one launch is sent again after a 503 with Retry-After
 CHECK_CALLS = ("GET /version", "GET /info", "GET /_ping", "HEAD /_ping")  # a live check's calls
 
 
@@ -374,6 +378,8 @@ class FleetResult:
     launched: int = 0  # launches answered 201
     created: int = 0  # runs in the database (a launch cut off at the cap may have made one)
     launch_errors: dict[str, int] = field(default_factory=dict)
+    # 503s with Retry-After (the database was busy, nothing written) that were sent again
+    launch_retries: dict[str, int] = field(default_factory=dict)
     launch_s: float = float("nan")
     launch_p50_ms: float = float("nan")
     launch_p99_ms: float = float("nan")
@@ -417,11 +423,25 @@ async def launch_all(
     errors: Counter[str] = Counter()
     tickets = itertools.count()
 
+    retries: Counter[str] = Counter()
+
+    async def launch_once() -> httpx.Response:
+        """One launch as a careful client sends it: a 503 with Retry-After wrote nothing, so
+        it is sent again after the pause asked for (at most RETRIES times)."""
+        for _ in range(RETRIES):
+            r = await client.post("/api/runs/launch/", json={"directive_id": directive_id})
+            after = r.headers.get("retry-after")
+            if r.status_code != 503 or after is None or time.monotonic() >= deadline:
+                return r
+            retries[str(r.json().get("reason"))] += 1
+            await asyncio.sleep(float(after))
+        return await client.post("/api/runs/launch/", json={"directive_id": directive_id})
+
     async def worker() -> None:
         while next(tickets) < fleet.runs and time.monotonic() < deadline:
             t = time.perf_counter()
             try:
-                r = await client.post("/api/runs/launch/", json={"directive_id": directive_id})
+                r = await launch_once()
             except httpx.HTTPError as exc:
                 errors[type(exc).__name__] += 1
                 continue
@@ -446,6 +466,7 @@ async def launch_all(
         await asyncio.gather(*workers, return_exceptions=True)
     res.launch_s = time.perf_counter() - t0
     res.launch_errors = dict(errors)
+    res.launch_retries = dict(retries)
     res.launch_p50_ms = percentile(latencies, 0.50) * 1000
     res.launch_p99_ms = percentile(latencies, 0.99) * 1000
     return t0
@@ -511,7 +532,8 @@ async def run_fleet(
             print(f"  launching {fleet.runs} runs with {fleet.clients} clients …", flush=True)
             t0 = await launch_all(client, directive_id, fleet, deadline, res)
             print(
-                f"  launched {res.launched} in {res.launch_s:.1f} s, errors {res.launch_errors}",
+                f"  launched {res.launched} in {res.launch_s:.1f} s, errors {res.launch_errors}"
+                f", 503s sent again {res.launch_retries}",
                 flush=True,
             )
             await wait_final(poller, t0, deadline, res)
@@ -868,6 +890,8 @@ async def run(args: argparse.Namespace, procs: Procs, work: Path) -> list[str]:
         notes = []
         if r.launch_errors:
             notes.append(f"launch errors {r.launch_errors}")
+        if r.launch_retries:
+            notes.append(f"503s sent again {r.launch_retries}")
         if r.unfinished:
             notes.append(f"not final at the cap: {r.unfinished}")
         if r.failed_examples:

@@ -8,8 +8,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import StreamingResponse
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from app import clock
+from app.db import unavailable_reason
 from app.deps import PageDep, RunId, SessionDep, StateDep, page_links
 from app.errors import InvalidField
 from app.limits import DB_INT_MAX
@@ -97,7 +100,13 @@ async def launch_run(
         run.gpu_device_ids, run.placements = list(placement.gpu_ids), 1
         run.placed_at = clock.now()
         return store.to_read(run, tasks)
-    waiting = await service.explain_pending(session, state.settings, [run], known, known_gpus)
+    try:
+        waiting = await service.explain_pending(session, state.settings, [run], known, known_gpus)
+    except (DBAPIError, PoolTimeout) as exc:  # the run is committed: never a 503 (a retry doubles)
+        if unavailable_reason(exc) is None:
+            raise
+        log.warning("run %s pending; its reasons unread: database unavailable", run.id)
+        waiting = {}
     return store.to_read(run, tasks, waiting.get(run.id or 0))
 
 

@@ -122,6 +122,7 @@ async def test_a_held_write_lock_is_a_503_within_the_bound_then_recovers(db_url:
     assert refused.json()["detail"] == "database unavailable"
     assert "locked" in refused.json()["reason"]
     assert "INSERT" not in refused.text and "SQL" not in refused.text
+    assert refused.headers["retry-after"] == "1"
     assert took < BUSY + 2, took
     assert read.status_code == 200
     assert health.status_code == 503 and health.json()["writes"] == "failing"
