@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TextIO
 
@@ -96,6 +98,31 @@ def emit(value: Any, json: bool, human: Callable[[], Any]) -> None:
         print_json(value)
     else:
         out().print(human())
+
+
+@contextlib.contextmanager
+def ends_on_ctrl_c(cleanup: Callable[[], None] | None = None) -> Iterator[None]:
+    """A command that follows a stream until Ctrl-C ends at the first one, whatever it does.
+
+    Python raises KeyboardInterrupt wherever the main thread happens to be, and one raised
+    inside a finaliser (a connection closed by the garbage collector) is printed and
+    swallowed, so the command would go on following. Here SIGINT runs `cleanup` (restore the
+    terminal), flushes what was printed and exits 0 at once."""
+
+    def stop(_signum: int, _frame: Any) -> None:
+        with contextlib.suppress(Exception):
+            if cleanup is not None:
+                cleanup()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):  # a write it interrupted may hold the buffer
+                stream.flush()
+        os._exit(0)
+
+    previous = signal.signal(signal.SIGINT, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

@@ -6,7 +6,16 @@ from typing import Annotated
 
 import typer
 
-from app.cli.common import JsonOpt, client, escape, host_id, out, print_line, split_names
+from app.cli.common import (
+    JsonOpt,
+    client,
+    ends_on_ctrl_c,
+    escape,
+    host_id,
+    out,
+    print_line,
+    split_names,
+)
 from app.client import EventRead
 
 
@@ -57,7 +66,7 @@ def events(
     fleet = client(ctx)
     types = split_names(type_)
     seen = 0
-    try:
+    with ends_on_ctrl_c():
         for event in fleet.events(
             types=types, run_id=run, host_id=host_id(ctx, host) if host else None, after=after
         ):
@@ -68,5 +77,3 @@ def events(
             seen += 1
             if count is not None and seen >= count:
                 return
-    except KeyboardInterrupt:
-        return

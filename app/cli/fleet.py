@@ -10,7 +10,7 @@ import typer
 from pydantic import ValidationError
 
 from app.cli import render_runs as render
-from app.cli.common import JsonOpt, client, emit, err, fail, out, print_line
+from app.cli.common import JsonOpt, client, emit, ends_on_ctrl_c, err, fail, out, print_line
 from app.runs.schemas import ACTIVE, RunStatus
 
 
@@ -223,30 +223,33 @@ def _watch(fleet: Any, json: bool) -> None:
     gets the table redrawn in place, a pipe one frame (or JSON line) after another."""
     from rich.live import Live
 
-    from app.client._sse import KEEPALIVE, Resume
-
     console = out()
     live = Live(console=console, auto_refresh=False) if console.is_terminal and not json else None
     try:
         if live is not None:
             live.start()
-        for item in fleet.event_stream({}, Resume(None)):
-            if item is KEEPALIVE:
-                continue
-            snapshot = _snapshot(fleet)
-            if json:
-                print_line(snapshot)
-            elif live is not None:
-                live.update(_drawn(snapshot), refresh=True)
-            else:
-                console.print(_drawn(snapshot))
-                console.print()
-                sys.stdout.flush()
-    except KeyboardInterrupt:
-        pass
+        with ends_on_ctrl_c(live.stop if live is not None else None):
+            _redraw_on_events(fleet, json, console, live)
     finally:
         if live is not None:
             live.stop()
+
+
+def _redraw_on_events(fleet: Any, json: bool, console: Any, live: Any) -> None:
+    from app.client._sse import KEEPALIVE, Resume
+
+    for item in fleet.event_stream({}, Resume(None)):
+        if item is KEEPALIVE:
+            continue
+        snapshot = _snapshot(fleet)
+        if json:
+            print_line(snapshot)
+        elif live is not None:
+            live.update(_drawn(snapshot), refresh=True)
+        else:
+            console.print(_drawn(snapshot))
+            console.print()
+            sys.stdout.flush()
 
 
 _VERDICT_STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}

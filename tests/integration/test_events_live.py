@@ -262,8 +262,13 @@ async def test_cli_wait_follow_and_status_watch_ride_the_stream(
             await http.post(f"/api/worker-hosts/{host_id}/undrain/")
         finally:
             watch.send_signal(signal.SIGINT)
-            await asyncio.wait_for(watch.wait(), 10)
-        assert watch.returncode == 0
+            try:  # read what is left, so a full pipe cannot hold the watcher up
+                _, rest = await asyncio.wait_for(watch.communicate(), 10)
+            except TimeoutError:
+                watch.kill()
+                _, rest = await watch.communicate()
+                raise AssertionError(f"status --watch went on after Ctrl-C: {rest!r}") from None
+        assert watch.returncode == 0, rest
 
         events_cli = asyncio.ensure_future(
             _cli(server.url, "events", "--type", "host.*", "--count", "2", "--json", within=20)
