@@ -7,9 +7,9 @@ through its REST API, one task and one directive, and then the runs, launched by
 HTTP clients (each sends a launch again after a `503` with `Retry-After`, which the server
 answers when its database was too busy to take the write: nothing was written; the retries are
 counted and inside the launch's latency). Measured: launches/s and launch latency, runs
-finished/s (first launch until every
-run is final), the server's CPU and peak RSS, and from the hollow engine's counters the peak of
-running containers per host (over-commits) and duplicate starts. Then the direct baseline: the
+finished/s (first launch until every run is final), the server's CPU and peak RSS, and from the
+hollow engine's counters the peak of running containers per host (over-commits) and duplicate
+starts. Then the direct baseline: the
 same number of containers through the same engine, driven with aiodocker (4 loops per host,
 image inspect / create / start / wait / logs / delete), with no server running.
 
@@ -428,14 +428,15 @@ async def launch_all(
     async def launch_once() -> httpx.Response:
         """One launch as a careful client sends it: a 503 with Retry-After wrote nothing, so
         it is sent again after the pause asked for (at most RETRIES times)."""
-        for _ in range(RETRIES):
+        for attempt in range(RETRIES + 1):
             r = await client.post("/api/runs/launch/", json={"directive_id": directive_id})
             after = r.headers.get("retry-after")
-            if r.status_code != 503 or after is None or time.monotonic() >= deadline:
-                return r
+            last = attempt == RETRIES or time.monotonic() >= deadline
+            if r.status_code != 503 or after is None or last:
+                break
             retries[str(r.json().get("reason"))] += 1
             await asyncio.sleep(float(after))
-        return await client.post("/api/runs/launch/", json={"directive_id": directive_id})
+        return r
 
     async def worker() -> None:
         while next(tickets) < fleet.runs and time.monotonic() < deadline:
