@@ -16,6 +16,7 @@ from pathlib import Path
 import aiodocker
 import aiohttp
 import aiohttp.abc
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.config import Network, address_allowed
 from app.engine.client import Deadlines, DockerClient, DockerFacts
@@ -215,7 +216,9 @@ class DockerPool:
         slot = await self._slot(ep)
         try:
             yield DockerClient(slot.docker, self.deadlines)
-        except EngineError:
+        except (EngineError, SQLAlchemyError):
+            # A database error raised inside the block (a write made while the client is
+            # held) is the database's, never Docker's: its caller waits for the database.
             raise
         except Exception as exc:
             err = translate(exc, ep.name, ep.secrets())

@@ -133,6 +133,10 @@ class Supervisor:
             self.host_id = host.id
             self.gpu_need, self.target_host_id = run.gpu_need, run.target_host_id
             self.gpu_filters = (run.gpu_memory_mb or 0, run.gpu_name)
+            ended = next((t for t in tasks if t.status in ("failed", "cancelled")), None)
+            if ended is not None:  # a task's end was stored, the run's was not (write failed)
+                await self._conclude(run, ep, ended)
+                return
             current = next((t for t in tasks if t.status in ("pending", "running")), None)
             if self._cancel_wanted(run):
                 await self._cancel(run, current, ep)
@@ -415,10 +419,22 @@ class Supervisor:
             await self.records.finish(RunStatus.cancelled, "cancelled", not self.leftover, _SKIP)
             return False
         if out.status == TaskStatus.failed and not retry:
-            error = f"task {task.task_name} failed: {out.error}"
-            await self.records.finish(RunStatus.failed, error, not self.leftover, _SKIP)
+            await self.records.finish(
+                RunStatus.failed, _task_failed(task.task_name, out.error), not self.leftover, _SKIP
+            )
             return False
         return True
+
+    async def _conclude(self, run: Run, ep: Endpoint, task: RunTask) -> None:
+        """End the run after `task` ended it (failed for good, or cancelled) but the run's own
+        end could not be written then: never `succeeded`, and no later task runs."""
+        if task.container_id and not await self._remove(ep, task.container_id):
+            self.leftover = True
+        if task.status == TaskStatus.cancelled or self._cancel_wanted(run):
+            await self.records.finish(RunStatus.cancelled, "cancelled", not self.leftover, _SKIP)
+        else:
+            error = _task_failed(task.task_name, task.error)
+            await self.records.finish(RunStatus.failed, error, not self.leftover, _SKIP)
 
     async def _cancel(self, run: Run, current: RunTask | None, ep: Endpoint) -> None:
         if current is not None and current.status == TaskStatus.running:
@@ -451,6 +467,10 @@ class Supervisor:
 
 
 _SKIP = TaskStatus.skipped
+
+
+def _task_failed(name: str, error: str | None) -> str:
+    return f"task {name} failed: {error}"
 
 
 def _parse(value: str | None) -> datetime | None:

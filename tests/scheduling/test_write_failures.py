@@ -48,13 +48,15 @@ async def _final(client: httpx.AsyncClient, run_id: int) -> dict[str, Any]:
             await asyncio.sleep(0.05)
 
 
-def _fail_once(monkeypatch: pytest.MonkeyPatch, cls: Any, name: str, exc: Exception) -> None:
+def _fail_once(
+    monkeypatch: pytest.MonkeyPatch, cls: Any, name: str, exc: Exception, times: int = 1
+) -> None:
     real = getattr(cls, name)
     calls = {"n": 0}
 
     async def flaky(self: Any, *args: Any, **kwargs: Any) -> Any:
         calls["n"] += 1
-        if calls["n"] == 1:
+        if calls["n"] <= times:
             raise exc
         return await real(self, *args, **kwargs)
 
@@ -94,3 +96,56 @@ async def test_a_failed_write_never_starts_an_attempt_twice(
         assert totals["starts"] <= 1 + int(inspect_fails), totals
         if not inspect_fails:
             assert run["status"] == "succeeded", (run["error"], run["tasks"])
+
+
+async def test_a_pool_timeout_while_docker_is_held_is_waited_for(
+    app: FastAPI, client: httpx.AsyncClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seen at 1,000 hosts: the start's write failed (pool ran dry), and so did the retry's,
+    which is made while the Docker client is held (the container is found again). That second
+    failure was taken for Docker's: the finished container was removed and the run failed
+    with SQLAlchemy's text. A database error is the database's: waited for, the run succeeds."""
+    async with running(tmp_path / "h", hosts=1, latency_ms=0, run_ms=50) as hollow:
+        directive_id = await _setup(client, hollow.paths[0])
+        timeout = PoolTimeout("QueuePool limit reached (test)")
+        _fail_once(monkeypatch, records.RunRecords, "started", timeout, times=3)
+        r = await client.post("/api/runs/launch/", json={"directive_id": directive_id})
+        run = await _final(client, r.json()["id"])
+        totals = hollow.engine.stats()["totals"]
+        assert run["status"] == "succeeded", (run["error"], run["tasks"])
+        assert "QueuePool" not in str(run), run
+        assert totals["starts"] == 1 and totals["duplicate_starts"] == 0, totals
+
+
+@pytest.mark.parametrize("exc", [PoolTimeout("pool ran dry (test)"), EngineError("bug (test)")])
+async def test_a_run_whose_end_was_not_written_fails_and_runs_no_later_task(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    exc: Exception,
+) -> None:
+    """Seen at 1,000 hosts: a task's failure was stored, the run's was not (its write failed).
+    The retry saw no task left to run and tried `succeeded`; with a second task it would have
+    run that task after the failure. The run fails with the task's error; nothing else runs."""
+    async with running(tmp_path / "h", hosts=1, latency_ms=0, run_ms=50) as hollow:
+        await _setup(client, hollow.paths[0])
+        bad = {
+            "name": "bad",
+            "image": "busybox:1.36",
+            "command": ["false"],
+            "network_mode": "none",
+            "env": {"HOLLOW_EXIT_CODE": "3"},
+        }
+        assert (await client.post("/api/tasks/", json=bad)).status_code == 201
+        d = await client.post(
+            "/api/directives/", json={"name": "bad-then-t", "tasks": ["bad", "t"]}
+        )
+        _fail_once(monkeypatch, records.RunRecords, "finish", exc)
+        r = await client.post("/api/runs/launch/", json={"directive_id": d.json()["id"]})
+        run = await _final(client, r.json()["id"])
+        totals = hollow.engine.stats()["totals"]
+        assert run["status"] == "failed", (run["error"], run["tasks"])
+        assert run["error"] == "task bad failed: exited with code 3", run["error"]
+        assert [t["status"] for t in run["tasks"]] == ["failed", "skipped"], run["tasks"]
+        assert totals["starts"] == 1 and totals["removes"] == 1, totals
