@@ -110,3 +110,17 @@ def configure(settings: Settings) -> None:
             logger = logging.getLogger(name)
             logger.handlers.clear()
             logger.propagate = True
+
+
+def pass_failed(logger: logging.Logger, what: str, exc: BaseException | None = None) -> None:
+    """Log a background pass that failed (`exc`, else the exception being handled): a database
+    that cannot answer (locked, out of connections, away) is one warning line, since the next
+    pass tries again; anything else is an error with its traceback."""
+    from app.db import unavailable_reason
+
+    exc = exc if exc is not None else sys.exc_info()[1]
+    reason = unavailable_reason(exc) if exc is not None else None
+    if reason is not None:
+        logger.warning("%s: database unavailable (%s); the next pass tries again", what, reason)
+    else:
+        logger.error(what, exc_info=exc)

@@ -94,3 +94,26 @@ def test_database_password_is_a_secret() -> None:
 def test_the_format_setting_is_checked() -> None:
     with pytest.raises(ValueError, match="log_format"):
         Settings(_env_file=None, log_format="xml")  # type: ignore[call-arg]
+
+
+def test_a_background_pass_that_meets_a_busy_database_logs_one_warning_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    from app.logs import pass_failed
+
+    logger = logging.getLogger("dockfleet.test")
+    with caplog.at_level(logging.WARNING, logger="dockfleet.test"):
+        try:
+            raise PoolTimeout("QueuePool limit of size 5 overflow 10 reached")
+        except PoolTimeout:
+            pass_failed(logger, "scheduler pass failed")
+        pass_failed(logger, "health check of host 7 failed", RuntimeError("a bug"))
+    busy, bug = caplog.records
+    assert busy.levelno == logging.WARNING and busy.exc_info is None
+    assert busy.getMessage() == (
+        "scheduler pass failed: database unavailable (no database connection free in time); "
+        "the next pass tries again"
+    )
+    assert bug.levelno == logging.ERROR and bug.exc_info is not None

@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlmodel import col, select
 
-from app import clock
+from app import clock, logs
 from app.deps import AppState
 from app.engine.client import DockerClient
 from app.engine.containers import ContainerSpec
@@ -256,7 +256,7 @@ class GpuProber:
                     if not self.probing(host_id):
                         self._spawn(host_id)
             except Exception:
-                log.exception("GPU probe round failed")
+                logs.pass_failed(log, "GPU probe round failed")
             await asyncio.sleep(pause)
 
     def start(self) -> None:

@@ -256,7 +256,7 @@ class HealthMonitor:
         out: dict[int, CheckResult | None] = {}
         for host_id, result in zip(ids, results, strict=True):
             if isinstance(result, BaseException):
-                log.error("health check of host %s crashed", host_id, exc_info=result)
+                logs.pass_failed(log, f"health check of host {host_id} failed", result)
                 out[host_id] = None
             else:
                 out[host_id] = result
@@ -279,7 +279,7 @@ class HealthMonitor:
         try:
             return await self.check(host_id, quiet, row)
         except Exception:
-            log.exception("health check of host %s crashed", host_id)
+            logs.pass_failed(log, f"health check of host {host_id} failed")
             return None
 
     def _jitter(self) -> float:
@@ -320,7 +320,7 @@ class HealthMonitor:
                     await self.flush()
                 pause = min(pause, max(0.05, self.flush_every - (loop.time() - flushed)))
             except Exception:
-                log.exception("health monitor round failed")
+                logs.pass_failed(log, "health monitor round failed")
                 pause = 1.0
             await asyncio.sleep(pause)
 

@@ -30,7 +30,7 @@ import httpx
 from sqlalchemy import and_, func, or_, update
 from sqlmodel import col, select
 
-from app import clock
+from app import clock, logs
 from app.deps import AppState
 from app.events import store as events
 from app.notifiers import address, payloads
@@ -295,7 +295,7 @@ class Notifications:
                     continue
                 delay = await self.seconds_to_next()
             except Exception:
-                log.exception("notification delivery pass failed")
+                logs.pass_failed(log, "notification delivery pass failed")
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that
             # arrives as the event is set, and the loop would outlive stop().
             with contextlib.suppress(TimeoutError):
@@ -309,7 +309,7 @@ class Notifications:
             try:
                 handled = await self.feed.step()
             except Exception:
-                log.exception("notification feed pass failed")
+                logs.pass_failed(log, "notification feed pass failed")
             if self.feed.queued:
                 self.wake()
             if handled >= BATCH:

@@ -30,7 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app import clock
+from app import clock, logs
 from app.deps import AppState
 from app.errors import AppError
 from app.events import store as events
@@ -320,7 +320,7 @@ class Firer:
             try:
                 delay = await self.tick()
             except Exception:
-                log.exception("schedule pass failed")
+                logs.pass_failed(log, "schedule pass failed")
                 delay = ERROR_BACKOFF
             # Bounded: another replica's changes and queued fires are seen within the poll.
             delay = max(0.05, min(delay, self.state.settings.schedule_poll_seconds))

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
-from app import clock
+from app import clock, logs
 from app.deps import AppState
 from app.gpus.offer import GpuState
 from app.hosts import holds
@@ -279,7 +279,7 @@ class Scheduler:
             try:
                 await self.place()
             except Exception:
-                log.exception("scheduler pass failed")
+                logs.pass_failed(log, "scheduler pass failed")
 
     async def _leasing(self) -> None:
         while True:
@@ -287,7 +287,7 @@ class Scheduler:
                 await self.keep_leases()
                 await self.adopt()
             except Exception:
-                log.exception("lease renewal failed")
+                logs.pass_failed(log, "lease renewal failed")
             await asyncio.sleep(self.lease / 3)
 
     def start(self) -> None:
