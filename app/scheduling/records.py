@@ -167,7 +167,7 @@ class RunRecords:
                 logs=out.logs,
                 logs_truncated=out.truncated,
             )
-        task.status = status
+        task.status, task.error = status, out.error
 
     async def finish(
         self, status: RunStatus, error: str | None, container_gone: bool, skip: TaskStatus

@@ -135,7 +135,8 @@ class Supervisor:
             self.gpu_filters = (run.gpu_memory_mb or 0, run.gpu_name)
             ended = next((t for t in tasks if t.status in ("failed", "cancelled")), None)
             if ended is not None:  # a task's end was stored, the run's was not (write failed)
-                await self._conclude(run, ep, ended)
+                cancelled = ended.status == TaskStatus.cancelled or self._cancel_wanted(run)
+                await self._conclude(ep, ended, cancelled)
                 return
             current = next((t for t in tasks if t.status in ("pending", "running")), None)
             if self._cancel_wanted(run):
@@ -413,27 +414,23 @@ class Supervisor:
         cancelled = out.status == TaskStatus.cancelled or self.cancel.is_set()
         retry = out.status == TaskStatus.failed and retries_left(task) and not cancelled
         await self.records.save_attempt(task, out, retry)
+        if cancelled or (out.status == TaskStatus.failed and not retry):
+            await self._conclude(ep, task, cancelled)
+            return False
+        if task.container_id and not await self._remove(ep, task.container_id):
+            self.leftover = True
+        return True
+
+    async def _conclude(self, ep: Endpoint, task: RunTask, cancelled: bool) -> None:
+        """End the run after its `task` ended it (cancelled, or failed for good): remove the
+        task's container, then the run is cancelled or failed, never `succeeded`, and no later
+        task runs. Also the way on when the task's end was stored but the run's was not."""
         if task.container_id and not await self._remove(ep, task.container_id):
             self.leftover = True
         if cancelled:
             await self.records.finish(RunStatus.cancelled, "cancelled", not self.leftover, _SKIP)
-            return False
-        if out.status == TaskStatus.failed and not retry:
-            await self.records.finish(
-                RunStatus.failed, _task_failed(task.task_name, out.error), not self.leftover, _SKIP
-            )
-            return False
-        return True
-
-    async def _conclude(self, run: Run, ep: Endpoint, task: RunTask) -> None:
-        """End the run after `task` ended it (failed for good, or cancelled) but the run's own
-        end could not be written then: never `succeeded`, and no later task runs."""
-        if task.container_id and not await self._remove(ep, task.container_id):
-            self.leftover = True
-        if task.status == TaskStatus.cancelled or self._cancel_wanted(run):
-            await self.records.finish(RunStatus.cancelled, "cancelled", not self.leftover, _SKIP)
         else:
-            error = _task_failed(task.task_name, task.error)
+            error = f"task {task.task_name} failed: {task.error}"
             await self.records.finish(RunStatus.failed, error, not self.leftover, _SKIP)
 
     async def _cancel(self, run: Run, current: RunTask | None, ep: Endpoint) -> None:
@@ -467,10 +464,6 @@ class Supervisor:
 
 
 _SKIP = TaskStatus.skipped
-
-
-def _task_failed(name: str, error: str | None) -> str:
-    return f"task {name} failed: {error}"
 
 
 def _parse(value: str | None) -> datetime | None:
