@@ -74,12 +74,14 @@ class _Slot:
     docker: aiodocker.Docker
     tunnel: Tunnel | None
     fresh: bool = True  # not yet used by a live check (its facts are worth reading)
+    closed: bool = False  # dropped: a call still in flight on it fails however aiohttp fails
 
     @property
     def alive(self) -> bool:
         return self.tunnel is None or self.tunnel.alive
 
     async def close(self) -> None:
+        self.closed = True
         try:
             connector = self.docker.connector
             await self.docker.close()
@@ -202,7 +204,10 @@ class DockerPool:
                 self._slots[ep.host_id] = slot
             return slot
 
-    async def _drop(self, host_id: int) -> None:
+    async def _drop(self, host_id: int, only: _Slot | None = None) -> None:
+        """Close the host's client (`only` that one: a newer client is left alone)."""
+        if only is not None and self._slots.get(host_id) is not only:
+            return
         slot = self._slots.pop(host_id, None)
         if slot is not None:
             try:
@@ -221,9 +226,16 @@ class DockerPool:
             # held) is the database's, never Docker's: its caller waits for the database.
             raise
         except Exception as exc:
+            if slot.closed:
+                # The client was closed under this call (a live check found the host not
+                # answering, or shutdown): aiohttp then fails in ways of its own, even an
+                # AssertionError. That is the host's trouble, never the task's.
+                raise HostUnreachable(
+                    f"{ep.name}: connection closed while waiting for Docker ({type(exc).__name__})"
+                ) from exc
             err = translate(exc, ep.name, ep.secrets())
             if isinstance(err, HostUnreachable):
-                await self._drop(ep.host_id)
+                await self._drop(ep.host_id, slot)
             raise err from exc
 
     async def ping(self, ep: Endpoint, facts: bool = False) -> CheckResult:
