@@ -98,8 +98,12 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
+# Two workers (the machine has 2 cores): every test of the real fleet runs in one of them, in
+# order, on one fleet; the others are shared out (tests/conftest.py). PYTEST_WORKERS=0: one
+# process, as `.venv/bin/pytest` runs it.
+PYTEST_WORKERS ?= 2
 pytest: install
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 test: install system-deps lint typecheck pytest
 

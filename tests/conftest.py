@@ -175,12 +175,12 @@ def make_settings(db_url: str, **overrides: Any) -> Settings:
         "allowed_networks": "loopback,10.0.0.0/8",
         "notifier_allowed_networks": "loopback",  # notifications only ever go to loopback
         "secrets_dir": "/tmp",  # the test fleet's keys and certificates live under /tmp
+        # A launch's answer says `starting` when its placement lands within this. A test's
+        # first placement (new connections; on PostgreSQL statements prepared; the monitor's
+        # first checks and sweeps) can take longer than the 50 ms default on a busy 2-core
+        # machine, and the tests assert that answer (seen on SQLite too: `pending`).
+        "launch_wait_seconds": 0.5,
     }
-    if db_url.startswith("postgresql"):
-        # A launch's answer says `starting` when its placement lands within this; on PostgreSQL
-        # a test's first placement (new connections, statements prepared) takes longer than
-        # the 50 ms default on a busy 2-core machine, and the tests assert that answer.
-        values["launch_wait_seconds"] = 0.5
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
@@ -219,11 +219,51 @@ def fake_clock() -> Iterator[clock.FakeClock]:
         yield fake
 
 
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """Print what the tests measured (tests/measured.py)."""
+def pytest_configure(config: pytest.Config) -> None:
+    """pytest-xdist sets COLUMNS=80 (and LINES) in its workers; the CLI tests read tables as a
+    pipe gets them (app/cli/common.py), as in a run without workers."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        for name in ("COLUMNS", "LINES"):
+            os.environ.pop(name, None)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """With pytest-xdist (`make test` runs `-n 2 --dist loadgroup`): every test of the real
+    fleet runs in one worker, one after another, on one fleet (the fault tests stop and cut
+    its daemons); the other tests are shared out between the workers.
+
+    schemathesis gives all its cases (one per API operation) the test function's node id;
+    the scheduler keys tests by node id and ran one of the 45. Each gets its operation in its
+    id, as its name has: `test_fuzz.py::test_…[GET /api/worker-hosts/]`."""
+    for item in items:
+        if item.nodeid.rpartition("::")[2] != item.name and item.parent is not None:
+            item._id = item.parent.id.child(item.name)  # type: ignore[attr-defined]
+        if "fleet" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("fleet"))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """What a test measured (tests/measured.py) rides on its report: under xdist the report
+    is what reaches the controller, which prints the summary."""
     from tests.measured import MEASURED
 
-    if MEASURED:
+    report = yield
+    report.user_properties += [("measured", line) for line in MEASURED]
+    MEASURED.clear()
+    return report
+
+
+_MEASURED_SEEN: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _MEASURED_SEEN.extend(str(v) for k, v in report.user_properties if k == "measured")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print what the tests measured (tests/measured.py)."""
+    if _MEASURED_SEEN:
         terminalreporter.section("measured")
-        for line in MEASURED:
+        for line in _MEASURED_SEEN:
             terminalreporter.write_line(line)

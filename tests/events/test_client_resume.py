@@ -65,7 +65,9 @@ async def test_the_sync_client_resumes_and_gives_up_on_a_server_that_stays_away(
     def follow() -> None:
         try:
             with DockfleetClient(server.url) as fleet:
-                for event in fleet.events(reconnect_seconds=3):
+                # Long enough for the restart below on a busy machine (a server's start took
+                # over 3 s with two test workers), short enough to see it give up.
+                for event in fleet.events(reconnect_seconds=8):
                     got.append(event)
         except DockfleetError as exc:
             failure.append(exc)
@@ -91,7 +93,7 @@ async def test_the_sync_client_resumes_and_gives_up_on_a_server_that_stays_away(
             assert [e.type for e in got] == ["host.created", "run.failed"]
     finally:
         server.kill()
-    await asyncio.to_thread(thread.join, 15)
+    await asyncio.to_thread(thread.join, 20)
     assert not thread.is_alive()
     assert failure and failure[0].status is None  # "cannot reach dockfleet at …"
     assert "cannot reach dockfleet" in str(failure[0])

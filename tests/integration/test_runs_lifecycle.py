@@ -231,7 +231,9 @@ async def test_follow_streams_while_running_and_ends_with_the_run(
 
     # output arrived while the run ran ("starting" may lag the container's start by a moment)
     assert status_at_one in ("starting", "running")
-    assert when_one is not None and ended - when_one > 1.5  # ... well before it ended
+    # ... well before it ended: 2.5 s of the script were still to come (a busy machine may
+    # deliver "one" a second late; seen 1.3 s before the end with two test workers)
+    assert when_one is not None and ended - when_one > 0.5
     assert final["status"] == "succeeded"
     header = "=== {} (task {}, attempt 1) ===\n"
     expected = (

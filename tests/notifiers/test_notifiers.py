@@ -193,7 +193,7 @@ async def test_each_kind_gets_its_native_payload(api: httpx.AsyncClient, rx: Rec
     assert s.json()["text"].startswith("schedule nightly failed")
     assert [b["type"] for b in s.json()["blocks"]] == ["header", "section"]
     assert "x-dockfleet-signature" not in s.headers and rx.at("/o") == []
-    [delivered] = await deliveries(api, "w")
+    [delivered] = await settled(api, "w", 1)  # recorded just after the receiver answered
     assert delivered["status"] == "delivered" and delivered["last_status_code"] == 200
     assert delivered["event_type"] == "schedule.failed" and delivered["event_id"] is not None
 
