@@ -19,6 +19,7 @@ from typing import Any
 import aiodocker
 import httpx
 import pytest
+from _pytest.nodeid import coerce_node_id
 from fastapi import FastAPI
 
 from app import clock
@@ -235,11 +236,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     schemathesis gives all its cases (one per API operation) the test function's node id;
     the scheduler keys tests by node id and ran one of the 45. Each gets its operation in its
     id, as its name has: `test_fuzz.py::test_…[GET /api/worker-hosts/]`."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
     for item in items:
         if item.nodeid.rpartition("::")[2] != item.name and item.parent is not None:
             item._id = item.parent.id.child(item.name)  # type: ignore[attr-defined]
         if "fleet" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("fleet"))
+            if worker and not item.nodeid.endswith("@fleet"):
+                # The scheduler reads the group from a node id ending "@fleet". xdist 3.8 sets
+                # it on `item._nodeid`, which pytest 9 no longer reads: without this, each
+                # worker started a fleet of its own and the fleet tests ran in both.
+                item._id = coerce_node_id(f"{item.nodeid}@fleet")  # type: ignore[attr-defined]
 
 
 @pytest.hookimpl(wrapper=True)
