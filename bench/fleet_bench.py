@@ -115,6 +115,7 @@ async def main(runs: int) -> None:
             "health_interval_seconds": 0,
             "reconcile_interval_seconds": 0,
             "allowed_networks": "loopback,10.0.0.0/8",
+            "secrets_dir": "/tmp",  # the fleet's keys and certificates live under /tmp
         }
         app = create_app(Settings(_env_file=None, **values), migrate=False)  # type: ignore[call-arg, arg-type]
         await start(app.state.dockfleet)
@@ -125,7 +126,10 @@ async def main(runs: int) -> None:
             rss_before = rss_mib()
             for daemon in (fleet.sock, fleet.tls, fleet.ssh):
                 body = daemon.host_payload(daemon.name, max_concurrency=MAX_CONCURRENCY)
-                host_id = (await client.post("/api/worker-hosts/", json=body)).json()["id"]
+                r = await client.post("/api/worker-hosts/", json=body)
+                if r.status_code != 201:
+                    raise SystemExit(f"registering {daemon.name} failed: {r.status_code} {r.text}")
+                host_id = r.json()["id"]
                 median = await check_latency(client, host_id)
                 print(f"live check {daemon.name:>4}: median {median:.1f} ms")
             await client.post(
