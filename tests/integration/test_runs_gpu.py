@@ -63,7 +63,12 @@ async def test_concurrent_gpu_runs_never_share_a_device(
             assert [r.status_code for r in responses] == [201] * 4, [r.text for r in responses]
             runs = [r.json() for r in responses]
             at_launch = sorted(r["status"] for r in runs)
-            assert at_launch == ["pending", "pending", "starting", "starting"], at_launch
+            # Never more answered `starting` than there are GPUs. How many of the two placed
+            # runs say so depends on whether their pass landed within the launch's wait (a
+            # busy CI machine answered one `starting`, three `pending`); that both GPUs are
+            # really used at once is checked below.
+            assert at_launch.count("starting") <= 2, at_launch
+            assert set(at_launch) <= {"pending", "starting"}, at_launch
             finals = [await wait_run(client, r["id"], within=50) for r in runs]
     finally:
         stop.set()
